@@ -1,0 +1,27 @@
+"""Spaces entry point: `python app.py` serves the demo on http://127.0.0.1:7860.
+
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change the address (Hugging Face Spaces sets
+them); VQA_MODEL picks the model (default: the embedded model in weights/shapes-vlp).
+`gradio app.py` runs it with auto-reload: it looks for the module-level `demo`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import demo as _demo_package  # noqa: F401  (sets the offline environment before gradio is imported)
+from demo.state import ModelManager
+from demo.ui import build_demo, launch_kwargs
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
+
+# The model is loaded once, here, and shared by every request. If it can't be loaded
+# (e.g. weights/shapes-vlp not trained yet) the page still starts, says why, and
+# retries on the next request; the Model tab can load another one.
+models = ModelManager()
+models.preload()
+demo = build_demo(models)
+
+if __name__ == "__main__":
+    demo.launch(**launch_kwargs())

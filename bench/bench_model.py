@@ -1,0 +1,104 @@
+"""Latency, size and accuracy of the embedded model per quantization scheme (not a test).
+
+    python bench/bench_model.py [--model weights/shapes-vlp] [--schemes none int8 bnb-int8 bnb-nf4] [--scenes 150]
+
+For each scheme: p50/p95 latency of one `answer()` call (classifier head; generative
+head, greedy) on fresh images (the image-encoding cache is cleared before every call,
+so each call pays for the full model), memory of the weights, and classifier /
+generative accuracy on the first N test scenes. Threads are pinned to 2 to match
+the 2-core target machine. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import vqa  # noqa: E402
+from vqa.data.splits import make_example  # noqa: E402
+from vqa.evaluation import answer_accuracy  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def time_answers(model, examples, head: str, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        for ex in examples:
+            model.encodings.clear()  # every call encodes its image: the cost of a new upload
+            start = time.perf_counter()
+            model.answer(ex.image, ex.questions[0].text, head=head)
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def accuracy(model, examples) -> dict[str, float]:
+    scores = {"classifier": [], "generative": []}
+    for ex in examples:
+        for q in ex.questions:
+            for head in scores:
+                scores[head].append(answer_accuracy(model.answer(ex.image, q.text, head=head).answer, [q.answer]))
+    return {head: sum(v) / len(v) for head, v in scores.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--schemes", nargs="+", default=["none", "int8", "bnb-int8", "bnb-nf4"])
+    parser.add_argument("--scenes", type=int, default=150, help="test scenes for the accuracy columns")
+    parser.add_argument("--latency-images", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    probe = vqa.load(args.model)
+    size = probe.config.image_size
+    latency_examples = [make_example("val", i, size) for i in range(args.latency_images)]
+    latency_examples = [ex for ex in latency_examples if ex.questions]
+    accuracy_examples = [make_example("test", i, size) for i in range(args.scenes)]
+    rows = []
+    for scheme in args.schemes:
+        model = vqa.load(args.model, quantize=None if scheme == "none" else scheme)
+        time_answers(model, latency_examples[:5], "classifier", 1)  # warm-up
+        time_answers(model, latency_examples[:5], "generative", 1)
+        classifier = time_answers(model, latency_examples, "classifier", args.repeats)
+        generative = time_answers(model, latency_examples, "generative", args.repeats)
+        acc = accuracy(model, accuracy_examples)
+        rows.append({
+            "scheme": scheme,
+            "classifier_p50_ms": round(statistics.median(classifier), 2),
+            "classifier_p95_ms": round(percentile(classifier, 0.95), 2),
+            "generative_p50_ms": round(statistics.median(generative), 2),
+            "generative_p95_ms": round(percentile(generative, 0.95), 2),
+            "weights_mb": round(model.memory_bytes() / 1e6, 2),
+            "classifier_accuracy": round(acc["classifier"], 4),
+            "generative_accuracy": round(acc["generative"], 4),
+        })
+        print(rows[-1], flush=True)
+    base = rows[0]
+    for row in rows:
+        row["classifier_speedup"] = round(base["classifier_p50_ms"] / row["classifier_p50_ms"], 2)
+        row["generative_speedup"] = round(base["generative_p50_ms"] / row["generative_p50_ms"], 2)
+    header = f"{'scheme':<9} {'cls p50':>8} {'cls p95':>8} {'gen p50':>8} {'gen p95':>8} {'MB':>7} {'cls acc':>8} {'gen acc':>8} {'cls x':>6} {'gen x':>6}"
+    print(header)
+    for r in rows:
+        print(f"{r['scheme']:<9} {r['classifier_p50_ms']:>8} {r['classifier_p95_ms']:>8} {r['generative_p50_ms']:>8} {r['generative_p95_ms']:>8} "
+              f"{r['weights_mb']:>7} {r['classifier_accuracy']:>8} {r['generative_accuracy']:>8} {r['classifier_speedup']:>6} {r['generative_speedup']:>6}")
+    print(json.dumps({"threads": args.threads, "scenes": args.scenes, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

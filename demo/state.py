@@ -1,0 +1,144 @@
+"""The models the demo serves, shared by every user and thread.
+
+One `ModelManager` per server holds:
+- the current backbone (loaded once, at startup or on first use, behind a lock);
+- a small LRU of quantized copies of it for the Quantization tab, at most one per scheme;
+- the memory footprint of each loaded backbone (measuring it is not free).
+
+Requests read the current backbone once at their start and keep that object, so a
+model switch in the Model tab never changes a model under a running request: the
+old one stays alive until its last request returns. Loads are serialised by one
+lock; inference never waits for that lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from typing import Callable
+
+import vqa
+from vqa.backbones.base import Backbone
+from vqa.quantization import normalise_scheme
+
+log = logging.getLogger("demo")
+
+#: Quantized copies kept in memory. Each one is a full model; two cover the usual
+#: classroom comparison (int8 vs nf4) without holding every scheme at once.
+QUANTIZED_CACHE_SIZE = 2
+
+ProgressFn = Callable[[float, str], None]
+
+
+class ModelManager:
+    """The current model, its quantized copies and their sizes (thread-safe)."""
+
+    def __init__(self, source: str | None = None, backbone: Backbone | None = None, quantized_cache_size: int = QUANTIZED_CACHE_SIZE):
+        """source: what `vqa.load` loads (a folder or hub id; default $VQA_MODEL or weights/shapes-vlp).
+        backbone: an already loaded model for `source` (tests pass one to skip loading)."""
+        self.source = str(source) if source else vqa.default_model()
+        self._backbone = backbone
+        self.load_error: str | None = None
+        self.load_seconds: float | None = None
+        self._state_lock = threading.Lock()  # guards the fields above and the caches; held for microseconds
+        self._load_lock = threading.Lock()  # one load at a time (loading uses both CPU cores and lots of memory)
+        self._quantized: OrderedDict[tuple[str, str | None], Backbone] = OrderedDict()
+        self._quantized_cache_size = quantized_cache_size
+        self._memory: weakref.WeakKeyDictionary[Backbone, int] = weakref.WeakKeyDictionary()
+
+    # ----- the current model ----------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._backbone is not None
+
+    def current(self) -> Backbone:
+        """The model to use for this request; loads it on first use (raises ModelLoadError if it can't)."""
+        backbone = self._backbone
+        if backbone is not None:
+            return backbone
+        with self._load_lock:
+            if self._backbone is None:  # nobody loaded it while we waited
+                self._backbone = self._load(self.source, None, None)
+            return self._backbone
+
+    def preload(self) -> bool:
+        """Load the default model now (at startup) so the first visitor does not wait; False if it failed.
+        A failure is kept in `load_error` for the page; requests retry, so weights that appear later are picked up."""
+        try:
+            self.current()
+            return True
+        except vqa.VQAError as exc:
+            log.warning("Could not load %s: %s", self.source, exc)
+            return False
+
+    def load(self, name_or_path: str, progress: ProgressFn | None = None) -> Backbone:
+        """Switch every user to another model. If loading fails the current model stays and the error is raised."""
+        name_or_path = str(name_or_path).strip()
+        with self._load_lock:
+            backbone = self._load(name_or_path, None, progress)
+            with self._state_lock:
+                self._backbone = backbone
+                self.source = name_or_path
+                self._quantized.clear()  # copies of the old model
+            return backbone
+
+    def _load(self, source: str, scheme: str | None, progress: ProgressFn | None) -> Backbone:
+        start = time.perf_counter()
+        try:
+            backbone = vqa.load(source, quantize=scheme, progress=progress)
+        except vqa.VQAError as exc:
+            if scheme is None:
+                self.load_error = str(exc)
+            raise
+        seconds = time.perf_counter() - start
+        if scheme is None:
+            self.load_error = None
+            self.load_seconds = seconds
+        log.info("Loaded %s (quantization: %s) in %.1f s", source, scheme or "none", seconds)
+        return backbone
+
+    # ----- quantized copies -----------------------------------------------------------
+    def quantized(self, scheme: str | None, progress: ProgressFn | None = None) -> Backbone:
+        """The current model quantized with `scheme` (None: the current model itself), from the LRU when possible."""
+        scheme = normalise_scheme(scheme)
+        base = self.current()
+        if scheme is None:
+            return base
+        key = (self.source, scheme)
+        with self._state_lock:
+            if key in self._quantized:
+                self._quantized.move_to_end(key)
+                return self._quantized[key]
+        with self._load_lock:
+            with self._state_lock:  # another request may have loaded it while we waited
+                if key in self._quantized:
+                    self._quantized.move_to_end(key)
+                    return self._quantized[key]
+            backbone = self._load(key[0], scheme, progress)
+            with self._state_lock:
+                if key[0] == self.source:  # don't cache a copy of a model that was switched away meanwhile
+                    self._quantized[key] = backbone
+                    while len(self._quantized) > self._quantized_cache_size:
+                        self._quantized.popitem(last=False)
+            return backbone
+
+    def cached_schemes(self) -> list[str | None]:
+        with self._state_lock:
+            return [scheme for (source, scheme) in self._quantized if source == self.source]
+
+    # ----- facts ------------------------------------------------------------------------
+    def memory_bytes(self, backbone: Backbone) -> int:
+        """backbone.memory_bytes(), measured once per model (it serialises the weights)."""
+        try:
+            with self._state_lock:
+                if backbone in self._memory:
+                    return self._memory[backbone]
+        except TypeError:  # a backbone that cannot be weakly referenced: measure every time
+            return int(backbone.memory_bytes())
+        value = int(backbone.memory_bytes())
+        with self._state_lock:
+            self._memory[backbone] = value
+        return value

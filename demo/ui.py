@@ -1,0 +1,226 @@
+"""The page: one gr.Blocks with the picture and question on the left and five tabs on the right.
+
+`build_demo(models)` builds it (with its queue settings); `launch_kwargs()` holds the
+serving settings that belong to `launch()`. app.py, the tests and the benchmark all
+use these two, so they serve exactly the same app.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from demo.handlers import (
+    CAPTION_DECODINGS,
+    DECODINGS,
+    Handlers,
+    colorbar_image,
+    model_choices,
+    quantization_choices,
+    quantization_table,
+)
+from demo.make_examples import load_examples
+from demo.state import ModelManager
+from vqa.image_io import MAX_IMAGE_BYTES, MAX_QUESTION_CHARS
+
+# ----- serving settings --------------------------------------------------------------------
+# Inference is CPU-bound and the server has 2 cores. PyTorch already spreads one request
+# over both cores, so running more requests at once does not raise throughput; it only
+# makes each one slower. We still allow 2 model requests at a time so that one long job
+# (a quantization comparison that loads a model, a 5-caption beam search) cannot block
+# every other user's quick /ask. All model events share one concurrency group, so the
+# limit is 2 for the whole server, not 2 per button.
+INFERENCE_CONCURRENCY = 2
+# A bounded queue: with ~0.1-0.5 s per /ask on 2 cores, 16 waiting requests are a few
+# seconds of work. A 17th client gets an immediate "queue is full" instead of waiting
+# minutes behind the others; a classroom of 8 clicking at once still fits.
+QUEUE_MAX_SIZE = 16
+# Loading a model takes a lot of memory and both cores: one load at a time.
+LOAD_CONCURRENCY = 1
+
+COLOUR_SCALE_WORDS = (
+    '<div style="display:flex;justify-content:space-between;font-size:.9em;margin-top:-.3em">'
+    "<span>◀ dark: little attention</span><span>bright: most attention ▶</span></div>"
+)
+CSS = """
+.vqa-help { opacity: .8; }
+.vqa-heat img { image-rendering: auto; }
+"""
+
+
+def launch_kwargs(**overrides) -> dict:
+    """Settings for demo.launch(): loopback by default, GRADIO_SERVER_NAME/PORT honoured (Spaces sets them)."""
+    kwargs = dict(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_IMAGE_BYTES,  # the same 10 MB limit vqa.image_io enforces; bigger uploads are refused before reaching us
+        enable_monitoring=False,  # no /monitoring endpoint on a public demo
+        allowed_paths=[],  # serve no files from disk beyond Gradio's own upload/cache folders
+        show_error=False,  # only our gr.Error messages reach users, never raw exception text
+        theme=gr.themes.Default(primary_hue="indigo", text_size="lg"),  # local fonts only; large text for projectors
+        css=CSS,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+def _help(text: str) -> gr.Markdown:
+    return gr.Markdown(text, elem_classes="vqa-help")
+
+
+def build_demo(models: ModelManager | None = None) -> gr.Blocks:
+    """The whole page, bound to `models` (default: $VQA_MODEL or weights/shapes-vlp, loaded on first use)."""
+    models = models or ModelManager()
+    h = Handlers(models)
+    # preprocess=False: handlers get the upload as Gradio's file dict ({"path": ...}) without Gradio opening it.
+    # Plain gr.Image preprocessing decodes the file with PIL before our code runs, so a non-image upload would
+    # fail inside Gradio with a message nobody understands; vqa.image_io checks size, format and decompression
+    # bombs first and says what was wrong. (Gradio still checks that the path is a real upload of this server.)
+    model_event = dict(concurrency_id="model", concurrency_limit=INFERENCE_CONCURRENCY, preprocess=False)
+    ui_only = dict(api_visibility="private", queue=False, show_progress="hidden")
+
+    with gr.Blocks(title="Ask a picture", analytics_enabled=False, fill_width=True) as demo:
+        header = gr.Markdown(h.header(), label="Page header")
+        with gr.Row(equal_height=False):
+            # ----- inputs shared by every tab ---------------------------------------------
+            with gr.Column(scale=2, min_width=320):
+                image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=300, elem_id="image")
+                question = gr.Textbox(
+                    label="Question", placeholder="what color is the circle?", max_length=MAX_QUESTION_CHARS, lines=1, elem_id="question"
+                )
+                examples = load_examples()
+                if examples:
+                    gr.Examples(
+                        examples=[[e["image"], e["question"]] for e in examples], inputs=[image, question],
+                        label="Examples: click one (test scenes the model never saw)", examples_per_page=4, cache_examples=False,
+                    )
+
+            # ----- tabs ---------------------------------------------------------------------------
+            with gr.Column(scale=3, min_width=420):
+                with gr.Tabs():
+                    with gr.Tab("Ask", id="ask"):
+                        _help("Two heads answer the same question: the **classifier** picks from a fixed list, the **generator** writes the answer word by word.")
+                        ask_button = gr.Button("Ask", variant="primary", elem_id="ask-button")
+                        badge = gr.HTML(label="Agreement", elem_id="agreement")
+                        with gr.Row():
+                            with gr.Column(min_width=220):
+                                classifier_label = gr.Label(label="Classifier head: top answers", num_top_classes=10, elem_id="classifier-answer")
+                                classifier_note = gr.Markdown(label="Classifier details")
+                            with gr.Column(min_width=220):
+                                generative_label = gr.Label(label="Generative head: written answer", num_top_classes=10, elem_id="generative-answer")
+                                generative_note = gr.Markdown(label="Generative details")
+                        with gr.Accordion("Settings: top-k and decoding", open=False):
+                            with gr.Row():
+                                top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k answers")
+                                max_new_tokens = gr.Slider(1, 16, value=8, step=1, label="Max tokens")
+                            decoding = gr.Radio(list(DECODINGS), value="greedy", label="Decoding (generative head)")
+                            with gr.Row():
+                                num_beams = gr.Slider(1, 8, value=3, step=1, label="Beams", visible=False)
+                                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p", visible=False)
+                                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature", visible=False)
+
+                    with gr.Tab("Caption", id="caption"):
+                        _help("The decoder describes the whole picture. **Beam** search keeps the likeliest sentences; **nucleus** sampling draws varied ones.")
+                        with gr.Row():
+                            caption_decoding = gr.Radio(list(CAPTION_DECODINGS), value="beam", label="Decoding")
+                            num_captions = gr.Slider(1, 5, value=3, step=1, label="Captions")
+                        with gr.Accordion("More settings", open=False):
+                            with gr.Row():
+                                caption_beams = gr.Slider(1, 8, value=3, step=1, label="Beams")
+                                caption_top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                                caption_temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature")
+                                caption_tokens = gr.Slider(4, 40, value=40, step=1, label="Max tokens")
+                        caption_button = gr.Button("Caption", variant="primary", elem_id="caption-button")
+                        best_caption = gr.Textbox(label="Best caption", interactive=False)
+                        caption_table = gr.Markdown(label="All captions")
+                        caption_note = gr.Markdown(label="Caption details")
+
+                    with gr.Tab("Attention", id="attention"):
+                        _help("Where did the answer come from? Bright areas got the most attention from the question's words in the fusion layers.")
+                        explain_button = gr.Button("Show attention", variant="primary", elem_id="explain-button")
+                        with gr.Row():
+                            method = gr.Radio([("one layer", "attention"), ("rollout (all layers)", "rollout")], value="attention", label="Method")
+                            layer = gr.Dropdown([("last fusion layer", "last"), ("mean over layers", "mean")], value="last", label="Layer", allow_custom_value=True)
+                            head = gr.Dropdown([("mean over heads", "mean")], value="mean", label="Head", allow_custom_value=True)
+                            token = gr.Dropdown([("all question words", "all")], value="all", label="Word", allow_custom_value=True)
+                        with gr.Row(equal_height=False):
+                            heatmap = gr.Image(label="Heatmap", format="png", interactive=False, height=340, buttons=["fullscreen", "download"], elem_id="heatmap", elem_classes="vqa-heat")
+                            with gr.Column():
+                                attention_text = gr.Markdown(label="What the heatmap shows", elem_id="attention-text")
+                                colour_scale = gr.Image(
+                                    colorbar_image(), label="Colour scale", format="png", interactive=False, show_label=False, container=False, buttons=[]
+                                )
+                                gr.HTML(COLOUR_SCALE_WORDS)
+                                attention_note = gr.Markdown(label="About these maps", elem_classes="vqa-help")
+                        gr.Markdown("**Every fusion layer × every head** (rows: layers; last column: mean over heads)")
+                        grid = gr.Image(label="All layers × heads", show_label=False, format="png", interactive=False, elem_id="attention-grid", buttons=["fullscreen", "download"])
+                        attention_state = gr.State()
+
+                    with gr.Tab("Quantization", id="quantization"):
+                        _help("Store the weights in fewer bits: less memory, often faster on CPU. Does the answer change? Full precision and quantized, side by side.")
+                        with gr.Row():
+                            scheme = gr.Dropdown(quantization_choices(), value="int8", label="Quantization", scale=2)
+                            compare_button = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-button")
+                        with gr.Accordion("What works on this machine", open=False):
+                            gr.Markdown(quantization_table())
+                        compare_summary = gr.Markdown(label="Comparison")
+                        with gr.Row():
+                            full_label = gr.Label(label="Full precision (fp32)", num_top_classes=5)
+                            quant_label = gr.Label(label="Quantized", num_top_classes=5)
+                        with gr.Row():
+                            full_heat = gr.Image(label="Heatmap fp32", format="png", interactive=False, height=220)
+                            quant_heat = gr.Image(label="Heatmap quantized", format="png", interactive=False, height=220)
+                            diff_heat = gr.Image(label="|Difference|", format="png", interactive=False, height=220)
+
+                    with gr.Tab("Model", id="model"):
+                        _help("Which model answers. Everyone using this page shares it; loading another one switches it for all.")
+                        with gr.Row():
+                            model_choice = gr.Dropdown(model_choices(models.source), value=models.source, label="Model", scale=3)
+                            model_custom = gr.Textbox(label="Or another hub id / folder", placeholder="owner/name or /path/to/model", scale=2)
+                        load_button = gr.Button("Load", variant="primary", elem_id="load-button")
+                        load_status = gr.Markdown(label="Load status")
+                        model_facts = gr.Markdown(h.model_facts() if models.loaded else "", label="Model facts")
+
+        # ----- events ----------------------------------------------------------------------------
+        ask_inputs = [image, question, top_k, decoding, num_beams, top_p, temperature, max_new_tokens]
+        ask_outputs = [classifier_label, generative_label, badge, classifier_note, generative_note]
+        ask_button.click(h.ask, ask_inputs, ask_outputs, api_name="ask", **model_event)
+        question.submit(h.ask, ask_inputs, ask_outputs, api_name="ask_on_enter", api_visibility="private", **model_event)
+
+        def decoding_controls(choice):
+            return gr.update(visible=choice == "beam"), gr.update(visible=choice == "nucleus"), gr.update(visible=choice == "nucleus")
+
+        decoding.change(decoding_controls, decoding, [num_beams, top_p, temperature], api_name="decoding_controls", **ui_only)
+
+        caption_button.click(
+            h.caption, [image, caption_decoding, num_captions, caption_beams, caption_top_p, caption_temperature, caption_tokens],
+            [best_caption, caption_table, caption_note], api_name="caption", **model_event,
+        )
+
+        explain_button.click(
+            h.explain, [image, question, layer, head, token, method],
+            [heatmap, grid, colour_scale, attention_text, attention_note, attention_state, layer, head, token],
+            api_name="explain", **model_event,
+        )
+        for control in (method, layer, head, token):
+            # .input, not .change: explain() updating the choices must not trigger a second drawing
+            control.input(
+                h.redraw_attention, [attention_state, layer, head, token, method], [heatmap, grid, attention_text],
+                api_name=f"redraw_{control.label.lower()}", api_visibility="private", concurrency_id="draw", concurrency_limit=1,
+            )
+
+        compare_button.click(
+            h.compare_quantized, [image, question, scheme],
+            [compare_summary, full_label, quant_label, full_heat, quant_heat, diff_heat],
+            api_name="compare_quantized", **model_event,
+        )
+        load_button.click(
+            h.load_model, [model_choice, model_custom], [load_status, model_facts, header],
+            api_name="load_model", concurrency_id="load", concurrency_limit=LOAD_CONCURRENCY,
+        )
+        demo.load(h.refresh, None, [model_facts, header], api_name="refresh", api_visibility="private", concurrency_id="draw")
+
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    demo.models = models  # for tests and app.py
+    return demo

@@ -1,0 +1,279 @@
+"""The demo's handlers called directly, without a server, on a tiny random model.
+
+The model is trained for 3 steps into a temporary folder (seconds), so these tests
+run whether or not weights/shapes-vlp exists; its answers are noise, so we check
+shapes and messages, not correctness. One test uses the real model when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+import demo  # noqa: F401  (offline environment first)
+from demo.handlers import Handlers, agreement_badge, label_value, model_choices, quantization_choices
+from demo.make_examples import load_examples, make_examples
+from demo.state import ModelManager
+from demo.ui import build_demo
+import vqa
+from vqa.image_io import MAX_QUESTION_CHARS
+
+QUESTION = "what color is the square?"
+
+
+def smoke_model_dir(tmp_path_factory) -> Path:
+    """A tiny random model, trained once per test session and shared by the app test files."""
+    path = tmp_path_factory.getbasetemp() / "smoke_model"
+    if not (path / "model.safetensors").is_file():
+        from vqa.training import preset, train
+
+        train(preset("smoke"), path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return smoke_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def handlers(model_dir) -> Handlers:
+    models = ModelManager(str(model_dir))
+    assert models.preload(), models.load_error
+    return Handlers(models)
+
+
+@pytest.fixture(scope="session")
+def image_path(tmp_path_factory) -> str:
+    from vqa.data.splits import make_example
+
+    path = tmp_path_factory.mktemp("images") / "scene.png"
+    make_example("test", 0, 96).image.save(path)
+    return str(path)
+
+
+def _message(excinfo) -> str:
+    return str(excinfo.value.message if hasattr(excinfo.value, "message") else excinfo.value)
+
+
+# ----- Ask -------------------------------------------------------------------------------
+def test_ask_gives_both_answers(handlers, image_path):
+    classifier, generative, badge, classifier_note, generative_note = handlers.ask(image_path, QUESTION, top_k=3)
+    assert isinstance(classifier, dict) and 1 <= len(classifier) <= 3
+    assert all(0.0 <= p <= 1.0 for p in classifier.values())
+    assert list(classifier.values()) == sorted(classifier.values(), reverse=True)
+    assert isinstance(generative, dict) and len(generative) >= 1
+    assert "agree" in badge  # "Both heads agree" or "The heads disagree"
+    assert "ms" in classifier_note and "sequence probability" in generative_note
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam", "nucleus"])
+def test_ask_decodings(handlers, image_path, decoding):
+    _, generative, _, _, note = handlers.ask(image_path, QUESTION, top_k=3, decoding=decoding, num_beams=2, top_p=0.8, temperature=0.7, max_new_tokens=4)
+    assert generative and decoding in note
+
+
+def test_ask_accepts_a_pil_image(handlers):
+    classifier, generative, *_ = handlers.ask(Image.new("RGB", (64, 48), "white"), "is there a circle?")
+    assert classifier and generative
+
+
+def test_agreement_badge_both_ways():
+    a = vqa.Answer("red", 0.9, [("red", 0.9)], "classifier")
+    b = vqa.Answer("Red", 0.5, [("Red", 0.5)], "generative")
+    c = vqa.Answer("blue", 0.5, [("blue", 0.5)], "generative")
+    assert "agree" in agreement_badge(a, b) and "disagree" not in agreement_badge(a, b)
+    assert "disagree" in agreement_badge(a, c)
+    assert "&lt;b&gt;" in agreement_badge(vqa.Answer("<b>", 1, [], "classifier"), c)  # answers are escaped
+    assert label_value(vqa.Answer("", 0.1, [("", 0.1)], "generative")) == {"(empty answer)": 0.1}
+
+
+@pytest.mark.parametrize(
+    "image, question, expected",
+    [
+        (None, QUESTION, "No image was given"),
+        ("IMAGE", "", "Please type a question"),
+        ("IMAGE", "   \n\t ", "Please type a question"),
+        ("IMAGE", "x" * 10_000, f"the limit is {MAX_QUESTION_CHARS}"),
+        ("NOT_AN_IMAGE", QUESTION, "not a readable image"),
+        ("MISSING", QUESTION, "There is no file"),
+    ],
+    ids=["no-image", "empty-question", "blank-question", "10000-chars", "non-image-file", "missing-file"],
+)
+def test_ask_bad_input_gives_clear_error(handlers, image_path, tmp_path, image, question, expected):
+    if image == "IMAGE":
+        image = image_path
+    elif image == "NOT_AN_IMAGE":
+        image = tmp_path / "notes.png"
+        image.write_text("this is a text file with an image name\n")
+        image = str(image)
+    elif image == "MISSING":
+        image = str(tmp_path / "nothing.png")
+    with pytest.raises(gr.Error) as excinfo:
+        handlers.ask(image, question)
+    assert expected in _message(excinfo)
+    assert "Traceback" not in _message(excinfo) and str(tmp_path) not in _message(excinfo)
+
+
+def test_unexpected_error_becomes_generic_gr_error(image_path, caplog):
+    class Broken:
+        loaded = True
+
+        def current(self):
+            raise RuntimeError("internal detail that must not reach users")
+
+    with pytest.raises(gr.Error) as excinfo:
+        Handlers(Broken()).ask(image_path, QUESTION)
+    assert "internal detail" not in _message(excinfo)
+    assert "server log" in _message(excinfo)
+    assert "internal detail" in caplog.text  # logged with its traceback
+
+
+# ----- Caption ---------------------------------------------------------------------------
+@pytest.mark.parametrize("decoding", ["beam", "nucleus"])
+def test_caption(handlers, image_path, decoding):
+    best, table, note = handlers.caption(image_path, decoding=decoding, num_captions=2, num_beams=2, max_new_tokens=6)
+    assert isinstance(best, str)
+    rows = table.splitlines()[2:]
+    assert 1 <= len(rows) <= 2
+    assert all(0.0 <= float(row.rsplit("|", 2)[1]) <= 1.0 for row in rows)
+    assert decoding in note
+
+
+def test_caption_without_image(handlers):
+    with pytest.raises(gr.Error, match="No image"):
+        handlers.caption(None)
+
+
+# ----- Attention -------------------------------------------------------------------------
+def test_explain_outputs_images(handlers, image_path):
+    heat, grid, bar, text, note, state, layers, heads, tokens = handlers.explain(image_path, QUESTION)
+    for picture in (heat, grid, bar):
+        assert isinstance(picture, Image.Image) and picture.width > 10 and picture.height > 10
+    assert "looked most at" in text
+    assert note  # the AttentionMaps.note is shown
+    assert state["maps"].cross.ndim == 5
+    assert ("all question words", "all") in tokens["choices"]
+    assert ("mean over heads", "mean") in heads["choices"]
+    token_values = [v for _, v in tokens["choices"]]
+    assert "5:square" in token_values
+
+    # re-drawing from the state: one head, one word; rollout; mean over layers
+    heat2, grid2, text2 = handlers.redraw_attention(state, "0", "1", "5:square", "attention")
+    assert isinstance(heat2, Image.Image) and "head 1" in text2 and "square" in text2
+    heat3, _, text3 = handlers.redraw_attention(state, "mean", "mean", "all", "rollout")
+    assert isinstance(heat3, Image.Image) and "rollout" in text3
+
+
+def test_explain_keeps_a_token_choice_only_if_it_still_fits(handlers, image_path):
+    *_, tokens = handlers.explain(image_path, "is there a red star?", token="5:square")
+    assert tokens["value"] == "all"
+
+
+def test_redraw_without_state_does_nothing(handlers):
+    assert len(handlers.redraw_attention(None)) == 3
+
+
+# ----- Quantization ----------------------------------------------------------------------
+def test_compare_quantized_int8(handlers, image_path):
+    summary, full, quant, heat_full, heat_quant, heat_diff = handlers.compare_quantized(image_path, QUESTION, "int8")
+    assert "int8" in summary and "Total variation" in summary and "Memory" in summary and "Latency" in summary
+    assert isinstance(full, dict) and isinstance(quant, dict) and len(full) <= 5
+    for picture in (heat_full, heat_quant, heat_diff):
+        assert isinstance(picture, Image.Image)
+    # the quantized copy is cached: a second comparison does not load again
+    assert "int8" in handlers.models.cached_schemes()
+    summary2, *_ = handlers.compare_quantized(image_path, QUESTION, "int8")
+    assert "already loaded" in summary2
+
+
+def test_compare_with_none_is_zero_drift(handlers, image_path):
+    summary, full, quant, *_ = handlers.compare_quantized(image_path, QUESTION, "none")
+    assert full == quant
+    assert "**0.0000**" in summary
+
+
+def test_compare_unknown_scheme(handlers, image_path):
+    with pytest.raises(gr.Error, match="Unknown quantization"):
+        handlers.compare_quantized(image_path, QUESTION, "int3")
+
+
+def test_quantization_choices_mark_unavailable():
+    values = [v for _, v in quantization_choices()]
+    assert values == ["none", "int8", "bnb-int8", "bnb-nf4"]
+    available = vqa.quantization.availability()
+    for (label, value) in quantization_choices():
+        scheme = None if value == "none" else value
+        assert ("unavailable" in label) == (not available[scheme][0])
+
+
+# ----- Model -----------------------------------------------------------------------------
+def test_model_facts_and_header(handlers, model_dir):
+    facts = handlers.model_facts()
+    assert model_dir.name in facts and "Parameters" in facts and "It can:" in facts
+    assert model_dir.name in handlers.header()
+    choices = model_choices(str(model_dir))
+    assert choices[0][1] == str(model_dir)
+
+
+def test_failed_load_keeps_the_current_model(handlers, tmp_path):
+    before = handlers.models.current()
+    with pytest.raises(gr.Error) as excinfo:
+        handlers.load_model(None, str(tmp_path / "no-such-model"))
+    assert _message(excinfo)
+    assert handlers.models.current() is before
+    with pytest.raises(gr.Error, match="Choose a model"):
+        handlers.load_model("", "  ")
+
+
+def test_load_model_switches_and_clears_quantized_cache(model_dir, image_path):
+    models = ModelManager(str(model_dir))
+    h = Handlers(models)
+    h.compare_quantized(image_path, QUESTION, "int8")
+    assert models.cached_schemes() == ["int8"]
+    status, facts, header = h.load_model(str(model_dir))
+    assert "Loaded" in status and model_dir.name in header
+    assert models.cached_schemes() == []
+
+
+def test_missing_default_model_is_reported_not_crashing(tmp_path, image_path):
+    models = ModelManager(str(tmp_path / "empty"))
+    assert models.preload() is False and models.load_error
+    h = Handlers(models)
+    assert "No model loaded" in h.header()
+    with pytest.raises(gr.Error):
+        h.ask(image_path, QUESTION)
+
+
+# ----- page and examples -----------------------------------------------------------------
+def test_build_demo_has_the_api(handlers):
+    page = build_demo(handlers.models)
+    names = {d.api_name for d in page.fns.values() if d.api_visibility == "public"}
+    assert {"ask", "caption", "explain", "compare_quantized", "load_model"} <= names
+
+
+def test_examples_gallery(tmp_path):
+    records = make_examples(tmp_path, count=2)
+    assert len(records) == 2 and all(r["question"] for r in records)
+    loaded = load_examples(tmp_path)
+    assert [Path(r["image"]).is_file() for r in loaded] == [True, True]
+    assert Image.open(loaded[0]["image"]).size == (96, 96)
+    shipped = load_examples()  # demo/examples/ is committed
+    assert len(shipped) >= 8
+
+
+@pytest.mark.slow
+def test_real_model_answers_an_example():
+    weights = vqa.DEFAULT_MODEL_DIR
+    if not (weights / "model.safetensors").is_file():
+        pytest.skip(f"the trained model is not in {weights} yet (train it with `python -m vqa train --preset full --out {weights}`)")
+    h = Handlers(ModelManager(str(weights)))
+    examples = load_examples()
+    correct = 0
+    for example in examples:
+        classifier, generative, *_ = h.ask(example["image"], example["question"])
+        correct += max(classifier, key=classifier.get) == example["answer"]
+    assert correct >= len(examples) // 2, f"only {correct}/{len(examples)} example answers right"

@@ -1,0 +1,149 @@
+"""A real browser drives the page: upload, ask, see both answers, open Attention, see a heatmap.
+
+Uses Playwright with the system Chromium (/usr/bin/chromium, or $VQA_CHROMIUM).
+Skipped when no Chromium is found, unless VQA_REQUIRE_BROWSER=1 (then it fails).
+Every request the page makes must go to the loopback server: the page works offline.
+Screenshots land in tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+import demo  # noqa: F401  (offline environment first)
+from demo.state import ModelManager
+from demo.ui import build_demo, launch_kwargs
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+QUESTION = "what color is the square?"
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("VQA_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def skip_or_fail(reason: str):
+    if os.environ.get("VQA_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (VQA_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+def smoke_model_dir(tmp_path_factory) -> Path:
+    """A tiny random model, trained once per test session and shared by the app test files."""
+    path = tmp_path_factory.getbasetemp() / "smoke_model"
+    if not (path / "model.safetensors").is_file():
+        from vqa.training import preset, train
+
+        train(preset("smoke"), path, progress=False)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        skip_or_fail("no Chromium found (looked for $VQA_CHROMIUM, /usr/bin/chromium, chromium on PATH)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        skip_or_fail("the playwright package is not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium, tmp_path_factory):
+    models = ModelManager(str(smoke_model_dir(tmp_path_factory)))
+    assert models.preload(), models.load_error
+    page = build_demo(models)
+    _, url, _ = page.launch(**launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True))
+    yield url
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory) -> str:
+    from vqa.data.splits import make_example
+
+    path = tmp_path_factory.mktemp("browser_images") / "scene.png"
+    make_example("test", 0, 96).image.resize((192, 192)).save(path)
+    return str(path)
+
+
+def test_ask_and_attention_in_a_real_browser(chromium, app_url, image_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # the CPU may be busy (a training run); the whole test still has a 60 s cap
+    start = time.monotonic()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    outside: list[str] = []
+
+    def check_request(request):
+        url = urlparse(request.url)
+        if url.scheme in ("data", "blob", "about"):
+            return
+        if url.hostname not in LOOPBACK:
+            outside.append(request.url)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block")
+            # Anything not for the loopback server is refused (and recorded), so a page that
+            # needs the internet fails here instead of hanging on a timeout.
+            context.route(lambda u: urlparse(u).hostname not in LOOPBACK and urlparse(u).scheme in ("http", "https", "ws", "wss"), lambda route: route.abort())
+            page = context.new_page()
+            page.on("request", check_request)
+            page.set_default_timeout(30_000)
+            page.goto(app_url, wait_until="domcontentloaded")
+
+            # upload + question + Ask
+            page.locator("#image input[type=file]").set_input_files(image_path)
+            expect(page.locator("#image img").first).to_be_visible()
+            page.locator("#question textarea").fill(QUESTION)
+            page.locator("#ask-button").click()
+
+            classifier = page.locator("#classifier-answer")
+            generative = page.locator("#generative-answer")
+            expect(classifier.get_by_test_id("label-output-value")).to_be_visible()
+            expect(generative.get_by_test_id("label-output-value")).to_be_visible()
+            expect(page.locator("#agreement .vqa-badge")).to_be_visible()
+            classifier_answer = classifier.get_by_test_id("label-output-value").inner_text().strip()
+            generative_answer = generative.get_by_test_id("label-output-value").inner_text().strip()
+            assert classifier_answer and generative_answer
+            page.screenshot(path=str(ARTIFACTS / "browser_ask.png"), full_page=True)
+
+            # the Attention tab
+            page.get_by_role("tab", name="Attention").click()
+            page.locator("#explain-button").click()
+            heat = page.locator("#heatmap img").first
+            expect(heat).to_be_visible()
+            page.wait_for_function("() => { const i = document.querySelector('#heatmap img'); return i && i.complete && i.naturalWidth > 0; }")
+            width, height = heat.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+            assert width > 0 and height > 0
+            expect(page.locator("#attention-text")).to_contain_text("looked most at")
+            expect(page.locator("#attention-grid img").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert not outside, f"the page tried to reach hosts other than the loopback server: {outside}"
+    assert time.monotonic() - start < 60

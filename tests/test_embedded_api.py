@@ -1,0 +1,126 @@
+"""The public API on the embedded model: answers, captions, explanations, quantization, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vqa
+from vqa.data.splits import make_example
+from vqa.evaluation import answer_accuracy
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_example("test", 0, image_size=32)
+
+
+def test_classifier_answer_is_a_distribution_over_the_vocabulary(tiny_model, scene):
+    r = tiny_model.answer(scene.image, "what color is the circle?", head="classifier", top_k=5)
+    assert isinstance(r.answer, str) and r.answer == r.candidates[0][0]
+    assert len(r.candidates) == 5
+    probabilities = [p for _, p in r.candidates]
+    assert probabilities == sorted(probabilities, reverse=True)
+    everything = tiny_model.answer(scene.image, "what color is the circle?", top_k=1000)
+    assert len(everything.candidates) == len(tiny_model.labels)
+    assert sum(p for _, p in everything.candidates) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam", "nucleus"])
+def test_generative_answer_with_each_decoding(tiny_model, scene, decoding):
+    r = tiny_model.answer(scene.image, "is there a star?", head="generative", decoding=decoding, num_beams=3, top_k=3)
+    assert r.head == "generative"
+    assert 0.0 <= r.score <= 1.0
+    assert r.candidates and r.candidates[0] == (r.answer, r.score)
+
+
+def test_nucleus_sampling_is_reproducible_with_a_seed(tiny_model, scene):
+    a = tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="nucleus", seed=3, top_p=1.0, temperature=2.0)
+    b = tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="nucleus", seed=3, top_p=1.0, temperature=2.0)
+    assert a.answer == b.answer
+
+
+def test_caption_candidates(tiny_model, scene):
+    c = tiny_model.caption(scene.image, decoding="beam", num_captions=2, num_beams=3, max_new_tokens=6)
+    assert c.text == c.candidates[0][0]
+    assert 1 <= len(c.candidates) <= 2
+
+
+def test_explain_covers_the_patch_grid(tiny_model, scene):
+    maps = tiny_model.explain(scene.image, "what color is the circle?")
+    config = tiny_model.config
+    assert maps.cross.shape == (len(config.fused_layers), config.num_attention_heads, len(maps.tokens), config.grid_size, config.grid_size)
+    np.testing.assert_allclose(maps.cross.sum(axis=(-1, -2)), 1.0, atol=1e-4)
+    assert maps.tokens[0] == "[CLS]" and "circle" in maps.tokens
+    assert maps.layers == config.fused_layers
+
+
+def test_the_image_encoding_is_reused_across_questions(tiny_model_dir, scene):
+    model = vqa.load(tiny_model_dir)
+    model.answer(scene.image, "is there a star?")
+    model.answer(scene.image.copy(), "what color is the circle?", head="generative")
+    model.explain(scene.image, "is there a star?")
+    assert model.encodings.misses == 1 and model.encodings.hits == 2
+
+
+def test_any_image_size_and_mode_is_accepted(tiny_model):
+    for image in (Image.new("L", (300, 120), 128), Image.new("RGBA", (17, 23), (255, 0, 0, 0)), Image.new("RGB", (2000, 1500), "blue")):
+        assert tiny_model.answer(image, "what color is the square?").answer in tiny_model.labels
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 10_000])
+def test_bad_questions_get_a_clear_error(tiny_model, scene, question):
+    with pytest.raises(vqa.InputError):
+        tiny_model.answer(scene.image, question)
+
+
+def test_unknown_words_do_not_crash(tiny_model, scene):
+    r = tiny_model.answer(scene.image, "wie viele zyxqvz 形状 sind da?")
+    assert r.answer in tiny_model.labels
+
+
+def test_bad_head_and_decoding_are_refused(tiny_model, scene):
+    with pytest.raises(vqa.UnsupportedError, match="head"):
+        tiny_model.answer(scene.image, "is there a star?", head="oracle")
+    with pytest.raises(vqa.UnsupportedError, match="decoding"):
+        tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="telepathy")
+
+
+@pytest.mark.parametrize("scheme", ["int8", "bnb-int8"])
+def test_quantized_loads_answer_and_are_smaller(tiny_model_dir, tiny_model, scene, scheme):
+    quantized = vqa.load(tiny_model_dir, quantize=scheme)
+    assert quantized.quantization == scheme
+    r = quantized.answer(scene.image, "what color is the circle?", top_k=3)
+    assert r.answer in quantized.labels
+    assert quantized.memory_bytes() < tiny_model.memory_bytes()
+
+
+def test_unknown_quantization_is_refused(tiny_model_dir):
+    with pytest.raises(vqa.UnsupportedError, match="quantization"):
+        vqa.load(tiny_model_dir, quantize="int3")
+
+
+def test_model_info_speaks_plainly(tiny_model):
+    info = tiny_model.info()
+    assert info.family == "embedded"
+    assert "Fusion layer" in info.facts and "Parameters" in info.facts
+    assert {"classifier", "generative", "caption", "explain"} <= set(info.capabilities)
+
+
+def test_load_refuses_a_folder_without_safetensors(tmp_path, tiny_model_dir):
+    (tmp_path / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    with pytest.raises(vqa.ModelLoadError, match="safetensors"):
+        vqa.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_shipped_weights_beat_chance_by_a_wide_margin(shipped_model):
+    """Chance is ~1/2 on yes/no and far lower elsewhere; the trained model must be far above 0.6 overall."""
+    scores = []
+    for index in range(20):
+        ex = make_example("test", index, shipped_model.config.image_size)
+        for q in ex.questions:
+            scores.append(answer_accuracy(shipped_model.answer(ex.image, q.text).answer, [q.answer]))
+            scores.append(answer_accuracy(shipped_model.answer(ex.image, q.text, head="generative").answer, [q.answer]))
+    assert np.mean(scores) > 0.85, np.mean(scores)

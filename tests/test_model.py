@@ -1,0 +1,101 @@
+"""The embedded model's architecture: head shapes, fusion layer, attention outputs, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
+
+ANSWERS = ["yes", "no", "red", "circle", "3"]
+
+
+def tiny_config(**overrides) -> ShapesVLPConfig:
+    sizes = dict(vocab_size=50, hidden_size=32, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8,
+                 vision_layers=1, text_layers=3, fusion_layer=1, decoder_layers=1, itc_dim=16, max_text_length=16,
+                 id2label=dict(enumerate(ANSWERS)), label2id={a: i for i, a in enumerate(ANSWERS)})
+    sizes.update(overrides)
+    return ShapesVLPConfig(**sizes)
+
+
+@pytest.fixture()
+def inputs():
+    torch.manual_seed(0)
+    return torch.randn(2, 3, 32, 32), torch.randint(7, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+
+
+def test_every_head_has_the_documented_shape(inputs):
+    config = tiny_config()
+    model = ShapesVLPForVQA(config).eval()
+    pixels, ids, mask = inputs
+    out = model(pixels, ids, mask, output_attentions=True)
+    n = config.num_patches
+    assert out.answer_logits.shape == (2, len(ANSWERS))
+    assert out.itm_logits.shape == (2, 2)
+    assert out.image_embeds.shape == (2, 1 + n, config.hidden_size)
+    assert out.question_embeds.shape == (2, 6, config.hidden_size)
+    assert len(out.vision_attentions) == config.vision_layers
+    assert out.vision_attentions[0].shape == (2, config.num_attention_heads, 1 + n, 1 + n)
+    assert len(out.text_attentions) == config.text_layers
+    assert out.cross_attentions[0].shape == (2, config.num_attention_heads, 6, 1 + n)
+    torch.testing.assert_close(out.cross_attentions[0].sum(-1), torch.ones(2, config.num_attention_heads, 6))
+    similarity = model.image_text_similarity(out.image_embeds, ids, mask)
+    assert similarity.shape == (2, 2)
+    decoded = model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=out.image_embeds, output_attentions=True)
+    assert decoded.logits.shape == (2, 6, config.vocab_size)
+    assert decoded.cross_attentions[0].shape == (2, config.num_attention_heads, 6, 1 + n)
+    # causal: no token attends to a later one
+    assert torch.all(decoded.attentions[0].triu(diagonal=1) == 0)
+
+
+def test_sdpa_path_matches_explicit_attention(inputs):
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    fast = model(*inputs).answer_logits
+    explicit = model(*inputs, output_attentions=True).answer_logits
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fusion_layer", [0, 1, 2])
+def test_fusion_layer_decides_which_layers_cross_attend(inputs, fusion_layer):
+    config = tiny_config(fusion_layer=fusion_layer)
+    model = ShapesVLPForVQA(config).eval()
+    has_cross = [layer.cross_attention is not None for layer in model.text_encoder.layers]
+    assert has_cross == [i >= fusion_layer for i in range(config.text_layers)]
+    out = model(*inputs, output_attentions=True)
+    assert len(out.cross_attentions) == config.text_layers - fusion_layer
+    # the image reaches the answer only through those layers: changing it changes the answer logits
+    pixels, ids, mask = inputs
+    assert not torch.allclose(out.answer_logits, model(pixels.flip(-1), ids, mask).answer_logits)
+
+
+def test_invalid_fusion_layer_is_rejected():
+    with pytest.raises(ValueError, match="fusion_layer"):
+        tiny_config(fusion_layer=3)
+
+
+def test_wrong_image_size_gets_a_clear_error(inputs):
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    with pytest.raises(ValueError, match="image processor"):
+        model(torch.randn(1, 3, 40, 40), inputs[1][:1], inputs[2][:1])
+
+
+def test_save_and_load_round_trip_uses_safetensors(tmp_path, inputs):
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = ShapesVLPForVQA.from_pretrained(tmp_path).eval()
+    assert loaded.config.fusion_layer == model.config.fusion_layer
+    assert loaded.config.id2label == model.config.id2label
+    torch.testing.assert_close(loaded(*inputs).answer_logits, model(*inputs).answer_logits)
+
+
+def test_decoder_generates_with_transformers_generate(inputs):
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    states = model(*inputs).question_embeds
+    start = torch.full((2, 1), model.config.answer_start_token_id)
+    for kwargs in ({"do_sample": False}, {"do_sample": False, "num_beams": 3}, {"do_sample": True, "top_p": 0.9}):
+        out = model.text_decoder.generate(input_ids=start, encoder_hidden_states=states, encoder_attention_mask=inputs[2],
+                                          max_new_tokens=3, eos_token_id=3, pad_token_id=0, **kwargs)
+        assert out.shape[0] == 2 and 2 <= out.shape[1] <= 4
+        assert torch.all(out[:, 0] == model.config.answer_start_token_id)

@@ -1,0 +1,19 @@
+"""Visual question answering with a small vision-language model, and the same API for hub models.
+
+    import vqa
+    model = vqa.load()                                   # the embedded model from weights/, CPU
+    r = model.answer("scene.png", "what color is the circle?", head="classifier", top_k=5)
+    r.answer, r.score, r.candidates
+    model.caption("scene.png").text
+    maps = model.explain("scene.png", "what color is the circle?")
+"""
+
+from vqa.errors import InputError, ModelLoadError, UnsupportedError, VQAError
+from vqa.loading import DEFAULT_MODEL_DIR, default_model, load
+from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
+
+__all__ = [
+    "load", "default_model", "DEFAULT_MODEL_DIR",
+    "Answer", "Caption", "AttentionMaps", "ModelInfo",
+    "VQAError", "InputError", "ModelLoadError", "UnsupportedError",
+]

@@ -1,0 +1,11 @@
+"""Hub backbones: BLIP, ViLT, VisionEncoderDecoder and CLIP checkpoints behind the `Backbone` API.
+
+`load_hub_backbone(name_or_path, quantize=None, progress=None)` loads a hub id or a local
+folder (or two joined by "+"); `HUB_MODELS` lists the checkpoints the app offers.
+One module per family; `loader.py` finds, checks and quantizes checkpoints.
+"""
+
+from vqa.backbones.hub.catalog import HUB_MODELS, PAIR_SEPARATOR
+from vqa.backbones.hub.loader import load_hub_backbone
+
+__all__ = ["HUB_MODELS", "PAIR_SEPARATOR", "load_hub_backbone"]

@@ -1,0 +1,149 @@
+"""Command line: `python -m vqa {ask,caption,train,evaluate,export-data,build-tokenizer}`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args) -> int:
+    from vqa.training import preset, train
+
+    config = preset(args.preset, steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step)
+    summary = train(config, args.out, progress=not args.no_progress)
+    print(json.dumps(summary))
+    return 0
+
+
+def _print_answer(result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"head": result.head, "answer": result.answer, "score": round(result.score, 4),
+                          "candidates": [[a, round(p, 4)] for a, p in result.candidates], "latency_ms": round(result.latency_ms, 1)}))
+    else:
+        others = ", ".join(f"{a} {p:.2f}" for a, p in result.candidates[1:])
+        print(f"{result.head:>10}: {result.answer}  (p={result.score:.3f}{'; ' + others if others else ''})")
+
+
+def _ask(args) -> int:
+    import vqa
+
+    model = vqa.load(args.model, quantize=args.quantize)
+    heads = ["classifier", "generative"] if args.head == "both" else [args.head]
+    heads = [h for h in heads if h in model.capabilities] or heads
+    for head in heads:
+        result = model.answer(args.image, args.question, head=head, top_k=args.top_k, decoding=args.decoding, num_beams=args.num_beams)
+        _print_answer(result, args.json)
+    return 0
+
+
+def _caption(args) -> int:
+    import vqa
+
+    model = vqa.load(args.model, quantize=args.quantize)
+    result = model.caption(args.image, decoding=args.decoding, num_captions=args.num_captions, num_beams=max(args.num_beams, args.num_captions))
+    if args.json:
+        print(json.dumps({"caption": result.text, "score": round(result.score, 4), "candidates": [[t, round(p, 4)] for t, p in result.candidates]}))
+    else:
+        for text, probability in result.candidates:
+            print(f"{probability:.3f}  {text}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import vqa
+    from vqa.evaluation import evaluate
+
+    model = vqa.load(args.model, quantize=args.quantize)
+    report = evaluate(model, split=args.split, data=args.data, num_scenes=args.num_scenes, compositional_scenes=args.num_scenes and max(1, args.num_scenes // 2))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+def _export(args) -> int:
+    from vqa.data.splits import export_jsonl
+
+    for split in args.splits:
+        path = export_jsonl(split, args.out, num_scenes=args.num_scenes, image_size=args.image_size)
+        print(path)
+    return 0
+
+
+def _build_tokenizer(args) -> int:
+    from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, build_tokenizer
+
+    tokenizer = build_tokenizer(PACKAGE_TOKENIZER_DIR)
+    print(f"{len(tokenizer)} tokens -> {PACKAGE_TOKENIZER_DIR}")
+    return 0
+
+
+def _model_args(p) -> None:
+    p.add_argument("--model", default=None, help="model folder or hub id (default: $VQA_MODEL or weights/shapes-vlp)")
+    p.add_argument("--quantize", default=None, choices=["none", "int8", "bnb-int8", "bnb-nf4"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vqa", description="Visual question answering with a small vision-language model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the embedded model on generated shapes-world data")
+    p.add_argument("--preset", default="full", choices=["full", "quick", "smoke"], help="full: the shipped model (<= 60 min on 2 CPU cores); quick: a classroom model in <= 10 min")
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--seed", type=int, help="override the preset's seed")
+    p.add_argument("--lr", type=float, help="override the preset's peak learning rate")
+    p.add_argument("--images-per-step", type=int, help="override the preset's images per step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("ask", help="answer a question about an image")
+    p.add_argument("image")
+    p.add_argument("question")
+    p.add_argument("--head", default="both", choices=["classifier", "generative", "both"])
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "beam", "nucleus"])
+    p.add_argument("--num-beams", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON line per head")
+    _model_args(p)
+    p.set_defaults(run=_ask)
+
+    p = sub.add_parser("caption", help="describe an image")
+    p.add_argument("image")
+    p.add_argument("--decoding", default="beam", choices=["greedy", "beam", "nucleus"])
+    p.add_argument("--num-captions", type=int, default=1)
+    p.add_argument("--num-beams", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    _model_args(p)
+    p.set_defaults(run=_caption)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-family, compositional, caption and pointing metrics")
+    p.add_argument("--split", default="test", choices=["val", "test", "compositional"])
+    p.add_argument("--data", help="a JSONL file {image, question, answers[, family, referent_box]} instead of a generated split")
+    p.add_argument("--num-scenes", type=int, help="evaluate on the first N scenes only (compositional: N/2)")
+    p.add_argument("--json", action="store_true", help="one JSON line")
+    _model_args(p)
+    p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("export-data", help="write generated splits as images + JSONL")
+    p.add_argument("--out", required=True)
+    p.add_argument("--splits", nargs="+", default=["val", "test", "compositional"], choices=["train", "val", "test", "compositional"])
+    p.add_argument("--num-scenes", type=int, help="scenes per split (train needs it)")
+    p.add_argument("--image-size", type=int, default=96)
+    p.set_defaults(run=_export)
+
+    p = sub.add_parser("build-tokenizer", help="rebuild vqa/data/tokenizer from bert-base-uncased's vocabulary")
+    p.set_defaults(run=_build_tokenizer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Exception as exc:  # noqa: BLE001 - the CLI prints project errors plainly instead of a traceback
+        from vqa.errors import VQAError
+
+        if isinstance(exc, VQAError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise

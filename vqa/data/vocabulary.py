@@ -1,0 +1,53 @@
+"""The words of shapes world: colours, shapes, sizes, and the compositional hold-out.
+
+Colours are the 11 basic colour terms of English (Berlin & Kay) plus teal, each
+with a base RGB value; the renderer jitters around it so a model must learn a
+colour category, not one exact pixel value.
+"""
+
+from __future__ import annotations
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35),
+    "orange": (245, 135, 20),
+    "yellow": (240, 215, 35),
+    "green": (45, 155, 55),
+    "blue": (35, 75, 215),
+    "purple": (125, 50, 175),
+    "pink": (245, 140, 190),
+    "brown": (120, 75, 35),
+    "black": (25, 25, 25),
+    "white": (250, 250, 250),
+    "gray": (130, 130, 130),
+    "teal": (0, 125, 125),
+}
+COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
+
+SHAPES: tuple[str, ...] = ("circle", "square", "rectangle", "triangle", "ellipse", "star", "pentagon", "hexagon")
+SHAPE_PLURALS = {s: s + "s" for s in SHAPES}
+SIZES: tuple[str, ...] = ("small", "large")
+COUNTS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5")
+MAX_OBJECTS = 5
+
+
+def compositional_holdout() -> frozenset[tuple[str, str]]:
+    """Colour–shape pairs never shown in train/val/test (CLEVR-CoGenT style).
+
+    Two colours per shape (stepping through the colour list), so every shape keeps
+    ten colours in training and each held-out colour is still seen on six other
+    shapes: 16 of the 96 pairs.
+    """
+    pairs = set()
+    n = len(COLOR_NAMES)
+    for i, shape in enumerate(SHAPES):
+        pairs.add((COLOR_NAMES[(3 * i) % n], shape))
+        pairs.add((COLOR_NAMES[(3 * i + 7) % n], shape))
+    return frozenset(pairs)
+
+
+HELD_OUT_PAIRS = compositional_holdout()
+
+
+def answer_vocabulary() -> list[str]:
+    """Every answer the generator can produce: the classifier head's fixed vocabulary."""
+    return ["yes", "no", *COLOR_NAMES, *SHAPES, *SIZES, *COUNTS]

@@ -1,0 +1,138 @@
+"""Evaluation of any backbone on shapes-world splits or on an outside JSONL data set.
+
+`python -m vqa evaluate --split test --json` prints one JSON line:
+- classifier_accuracy / generative_accuracy: exact match with the reference answer
+  (VQA-style min(#matching references / 3, 1) when a question has 3+ references);
+- families: per question family, both heads, with counts;
+- compositional_accuracy: the classifier on the compositional split (held-out
+  colour–shape pairs), with the generative head beside it;
+- caption_score: object-mention recall: the share of objects whose full
+  "size colour shape" phrase appears in the generated caption (caption_metric says so);
+- pointing_accuracy: on questions about one object, the share where the peak of the
+  fusion layer's cross-attention (heads and content tokens averaged) falls inside
+  that object's ground-truth box.
+Everything runs through the public `Backbone` API, so the figures are what a user gets.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from typing import Iterable
+
+from vqa.attention_maps import peak_location, pointing_map
+from vqa.backbones.base import Backbone
+from vqa.data.questions import SINGLE_REFERENT_FAMILIES
+from vqa.data.splits import SPLIT_SCENES, iter_split, read_jsonl
+from vqa.errors import VQAError
+from vqa.image_io import load_image
+
+NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
+
+
+def normalise_answer(text: str) -> str:
+    text = re.sub(r"[^\w\s]", "", text.lower()).strip()
+    text = re.sub(r"\b(a|an|the)\b", "", text)
+    text = " ".join(text.split())
+    return NUMBER_WORDS.get(text, text)
+
+
+def answer_accuracy(predicted: str, references: list[str]) -> float:
+    matches = sum(normalise_answer(predicted) == normalise_answer(r) for r in references)
+    if len(references) >= 3:
+        return min(matches / 3, 1.0)
+    return float(matches > 0)
+
+
+def object_mention_recall(caption: str, objects: list[dict]) -> float:
+    text = " " + normalise_answer(caption) + " "
+    mentioned = sum(f" {o['size']} {o['color']} {o['shape']} " in text for o in objects)
+    return mentioned / max(len(objects), 1)
+
+
+def _records_from_split(split: str, num_scenes: int | None, image_size: int) -> Iterable[dict]:
+    for ex in iter_split(split, num_scenes, image_size):
+        scene = ex.scene.to_dict()
+        for q in ex.questions:
+            yield {
+                "image": ex.image, "image_id": f"{split}/{ex.index}", "question": q.text, "answers": [q.answer],
+                "family": q.family, "referent_box": list(ex.scene.objects[q.referent].box) if q.referent is not None else None,
+                "captions": ex.captions, "objects": scene["objects"],
+            }
+
+
+def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classifier", "generative"), pointing: bool = True,
+                     captions: bool = True, progress=None) -> dict:
+    totals = defaultdict(float)
+    counts = defaultdict(int)
+    per_family = defaultdict(lambda: defaultdict(float))
+    captioned: set[str] = set()
+    errors = 0
+    start = time.perf_counter()
+    for n, record in enumerate(records):
+        image = record["image"]
+        try:
+            image = load_image(image)
+        except VQAError:
+            errors += 1
+            continue
+        family = record.get("family", "all")
+        per_family[family]["n"] += 1
+        for head in heads:
+            if head not in backbone.capabilities:
+                continue
+            try:
+                result = backbone.answer(image, record["question"], head=head)
+                score = answer_accuracy(result.answer, record["answers"])
+            except VQAError:
+                errors += 1
+                score = 0.0
+            totals[head] += score
+            counts[head] += 1
+            per_family[family][head] += score
+        box = record.get("referent_box")
+        if pointing and box and family in SINGLE_REFERENT_FAMILIES and "explain" in backbone.capabilities:
+            x, y = peak_location(pointing_map(backbone.explain(image, record["question"])))
+            totals["pointing"] += float(box[0] <= x <= box[2] and box[1] <= y <= box[3])
+            counts["pointing"] += 1
+        image_id = record.get("image_id", str(record.get("image")))
+        if captions and record.get("objects") and "caption" in backbone.capabilities and image_id not in captioned:
+            captioned.add(image_id)
+            totals["caption"] += object_mention_recall(backbone.caption(image).text, record["objects"])
+            counts["caption"] += 1
+        if progress:
+            progress(n)
+    result = {f"{head}_accuracy": round(totals[head] / counts[head], 4) for head in heads if counts[head]}
+    result["questions"] = max((counts[h] for h in heads), default=0)
+    result["families"] = {
+        family: {**{head: round(values[head] / values["n"], 4) for head in heads if head in backbone.capabilities}, "n": int(values["n"])}
+        for family, values in sorted(per_family.items())
+    }
+    if counts["pointing"]:
+        result["pointing_accuracy"] = round(totals["pointing"] / counts["pointing"], 4)
+        result["pointing_questions"] = counts["pointing"]
+    if counts["caption"]:
+        result["caption_score"] = round(totals["caption"] / counts["caption"], 4)
+        result["caption_metric"] = "object-mention recall (size colour shape)"
+        result["captions"] = counts["caption"]
+    result["errors"] = errors
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def evaluate(backbone: Backbone, split: str = "test", data: str | None = None, num_scenes: int | None = None,
+             compositional_scenes: int | None = None, image_size: int = 96, progress=None) -> dict:
+    """Evaluate on a generated split (plus the compositional split when split == "test") or a JSONL file."""
+    if data:
+        report = evaluate_records(backbone, read_jsonl(data), progress=progress)
+        return {"data": str(data), "model": backbone.name, "quantization": backbone.quantization, **report}
+    report = evaluate_records(backbone, _records_from_split(split, num_scenes, image_size), progress=progress)
+    report = {"split": split, "scenes": num_scenes or SPLIT_SCENES[split], "model": backbone.name, "quantization": backbone.quantization, **report}
+    if split == "test":
+        comp = evaluate_records(backbone, _records_from_split("compositional", compositional_scenes, image_size), pointing=False, captions=False)
+        report["compositional_accuracy"] = comp.get("classifier_accuracy")
+        report["compositional_generative_accuracy"] = comp.get("generative_accuracy")
+        report["compositional_questions"] = comp["questions"]
+        report["compositional_families"] = comp["families"]
+    return report

@@ -1,0 +1,87 @@
+"""Plain result types returned by every backbone (embedded or hub).
+
+They hold plain Python / NumPy data so the UI, CLI and tests can use them
+without knowing which model produced them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Answer:
+    """One answer to one question.
+
+    answer: the best answer string.
+    score: its probability (classifier: softmax probability; generative: the
+        sequence probability, i.e. the product of the token probabilities).
+    candidates: [(answer, probability), ...] best first.
+    head: "classifier" or "generative" (or "rank" for candidate ranking).
+    """
+
+    answer: str
+    score: float
+    candidates: list[tuple[str, float]]
+    head: str
+    latency_ms: float = 0.0
+
+
+@dataclass
+class Caption:
+    """A caption with its alternatives: candidates are [(text, probability), ...]."""
+
+    text: str
+    score: float
+    candidates: list[tuple[str, float]]
+    latency_ms: float = 0.0
+
+
+@dataclass
+class AttentionMaps:
+    """Attention from text tokens onto the image patch grid.
+
+    cross: (layers, heads, tokens, grid_h, grid_w), each row over the grid sums to 1
+        for a real cross-attention (gradient maps are normalised the same way).
+    tokens: the text tokens the rows belong to (question tokens, or answer tokens).
+    layers: the model's layer index of each entry of axis 0.
+    image_size: (width, height) of the image the maps are drawn over.
+    kind: "cross-attention", "self-attention text→image block" or "gradient".
+    note: a sentence for the UI saying what these maps are.
+    text_self: optional (layers, heads, tokens, tokens) text self-attention of the
+        same layers, used for attention rollout.
+    answer: the answer the maps explain, when known.
+    """
+
+    cross: np.ndarray
+    tokens: list[str]
+    layers: list[int]
+    image_size: tuple[int, int]
+    kind: str = "cross-attention"
+    note: str = ""
+    text_self: np.ndarray | None = None
+    answer: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return int(self.cross.shape[-2]), int(self.cross.shape[-1])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.cross.shape[1])
+
+
+@dataclass
+class ModelInfo:
+    """What the Model tab shows: facts about the loaded backbone, in plain words."""
+
+    name: str
+    family: str
+    description: str
+    facts: dict[str, str]
+    capabilities: list[str]
+    quantization: str | None = None
+    notes: list[str] = field(default_factory=list)
