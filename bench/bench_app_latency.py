@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -123,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests first (model caches, first-call costs)")
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--question", default=DEFAULT_QUESTION)
-    parser.add_argument("--startup-timeout", type=float, default=180)
+    parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the app to load (imports are slow on a busy machine)")
     args = parser.parse_args(argv)
 
+    # `timeout`/Ctrl-C/kill: exit through `finally` so the app subprocess is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(tempfile.mkdtemp(prefix="bench_app_")) / "server.log"

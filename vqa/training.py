@@ -37,7 +37,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqa.data.questions import FAMILIES
 from vqa.data.scenes import render_object_map
 from vqa.data.splits import make_example
 from vqa.data.vocabulary import COLOR_NAMES, MAX_OBJECTS, SHAPES, SIZES, answer_vocabulary

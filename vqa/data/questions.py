@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vqa.data.scenes import Scene, SceneObject
+from vqa.data.scenes import Scene
 from vqa.data.vocabulary import COLOR_NAMES, HELD_OUT_PAIRS, MAX_OBJECTS, SHAPE_PLURALS, SHAPES
 
 
