@@ -23,8 +23,6 @@ import argparse
 import gc
 import json
 import os
-import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -36,22 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.bench_app_latency import free_port, percentile  # noqa: E402  (one loopback port picker and percentile for both benchmarks)
+
 QUESTIONS = ("what color is the square?", "how many circles are there?", "is there a red triangle?")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def rss_bytes() -> int:
