@@ -24,19 +24,9 @@ from vqa.image_io import MAX_QUESTION_CHARS
 QUESTION = "what color is the square?"
 
 
-def smoke_model_dir(tmp_path_factory) -> Path:
-    """A tiny random model, trained once per test session and shared by the app test files."""
-    path = tmp_path_factory.getbasetemp() / "smoke_model"
-    if not (path / "model.safetensors").is_file():
-        from vqa.training import preset, train
-
-        train(preset("smoke"), path, progress=False)
-    return path
-
-
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    return smoke_model_dir(tmp_path_factory)
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")

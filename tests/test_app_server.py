@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 import demo  # noqa: F401  (offline environment first)
 from demo.state import ModelManager
+from bench.bench_app_latency import free_port
 from demo.ui import QUEUE_MAX_SIZE, build_demo, launch_kwargs
 
 QUESTION = "what color is the square?"
 
 
-def smoke_model_dir(tmp_path_factory) -> Path:
-    """A tiny random model, trained once per test session and shared by the app test files."""
-    path = tmp_path_factory.getbasetemp() / "smoke_model"
-    if not (path / "model.safetensors").is_file():
-        from vqa.training import preset, train
-
-        train(preset("smoke"), path, progress=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    models = ModelManager(str(smoke_model_dir(tmp_path_factory)))
+def server(tiny_model_dir):
+    models = ModelManager(str(tiny_model_dir))
     assert models.preload(), models.load_error
     page = build_demo(models)
     _, url, _ = page.launch(**launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +18,7 @@ import pytest
 
 import demo  # noqa: F401  (offline environment first)
 from demo.state import ModelManager
+from bench.bench_app_latency import free_port
 from demo.ui import build_demo, launch_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,22 +41,6 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
-def smoke_model_dir(tmp_path_factory) -> Path:
-    """A tiny random model, trained once per test session and shared by the app test files."""
-    path = tmp_path_factory.getbasetemp() / "smoke_model"
-    if not (path / "model.safetensors").is_file():
-        from vqa.training import preset, train
-
-        train(preset("smoke"), path, progress=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
     path = find_chromium()
@@ -70,8 +54,8 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(chromium, tmp_path_factory):
-    models = ModelManager(str(smoke_model_dir(tmp_path_factory)))
+def app_url(chromium, tiny_model_dir):
+    models = ModelManager(str(tiny_model_dir))
     assert models.preload(), models.load_error
     page = build_demo(models)
     _, url, _ = page.launch(**launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True))

@@ -35,6 +35,31 @@ def test_generative_answer_with_each_decoding(tiny_model, scene, decoding):
     assert r.candidates and r.candidates[0] == (r.answer, r.score)
 
 
+def test_the_greedy_answer_and_its_probability_match_a_step_by_step_decode(tiny_model, scene):
+    """Greedy decoding written out by hand: argmax token by token; the score is the product of their probabilities."""
+    import torch
+
+    question, budget = "what color is the circle?", 4
+    r = tiny_model.answer(scene.image, question, head="generative", decoding="greedy", max_new_tokens=budget)
+    config, processor, model = tiny_model.config, tiny_model.processor, tiny_model.model
+    with torch.inference_mode():
+        q = processor.text([question])
+        image_embeds, _ = model.encode_image(processor.images([scene.image]))
+        fused = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds)
+        sequence, probability = [config.answer_start_token_id], 1.0
+        for _ in range(budget):
+            logits = model.text_decoder(
+                input_ids=torch.tensor([sequence]), encoder_hidden_states=fused.question_embeds, encoder_attention_mask=q["attention_mask"]
+            ).logits[0, -1]  # (vocab,)
+            token = int(logits.argmax())
+            probability *= float(logits.softmax(-1)[token])
+            sequence.append(token)
+            if token == config.sep_token_id:
+                break
+    assert r.answer == processor.decode(torch.tensor([sequence]))[0]
+    assert r.score == pytest.approx(probability, rel=1e-3)
+
+
 def test_nucleus_sampling_is_reproducible_with_a_seed(tiny_model, scene):
     a = tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="nucleus", seed=3, top_p=1.0, temperature=2.0)
     b = tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="nucleus", seed=3, top_p=1.0, temperature=2.0)
@@ -62,6 +87,20 @@ def test_the_image_encoding_is_reused_across_questions(tiny_model_dir, scene):
     model.answer(scene.image.copy(), "what color is the circle?", head="generative")
     model.explain(scene.image, "is there a star?")
     assert model.encodings.misses == 1 and model.encodings.hits == 2
+
+
+def test_both_heads_share_one_pass_of_the_text_encoder(tiny_model_dir, scene):
+    model = vqa.load(tiny_model_dir)
+    fresh = vqa.load(tiny_model_dir)
+    question = "what color is the circle?"
+    classifier = model.answer(scene.image, question, head="classifier")
+    generative = model.answer(scene.image, question, head="generative")
+    assert (model.fusions.misses, model.fusions.hits) == (1, 1)
+    # a cached fusion gives exactly what a fresh model computes
+    assert fresh.answer(scene.image, question, head="generative").answer == generative.answer
+    assert fresh.answer(scene.image, question, head="classifier").candidates == classifier.candidates
+    model.answer(scene.image, "is there a star?")
+    assert model.fusions.misses == 2
 
 
 def test_any_image_size_and_mode_is_accepted(tiny_model):
@@ -94,6 +133,18 @@ def test_quantized_loads_answer_and_are_smaller(tiny_model_dir, tiny_model, scen
     r = quantized.answer(scene.image, "what color is the circle?", top_k=3)
     assert r.answer in quantized.labels
     assert quantized.memory_bytes() < tiny_model.memory_bytes()
+
+
+def test_int8_also_quantizes_the_convolutional_stem_and_stays_close_to_fp32(tiny_model_dir, tiny_model, scene):
+    import torch
+
+    quantized = vqa.load(tiny_model_dir, quantize="int8")
+    stem = quantized.model.vision_model.stem
+    assert any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in stem.modules())
+    assert not any(type(m) is torch.nn.Conv2d for m in stem.modules())
+    full, int8 = tiny_model.encode_image(scene.image), quantized.encode_image(scene.image)  # (1, 1+N, H)
+    assert torch.nn.functional.cosine_similarity(full.flatten(1), int8.flatten(1)).item() > 0.98
+    assert any("static int8" in note for note in quantized.info().notes)
 
 
 def test_unknown_quantization_is_refused(tiny_model_dir):

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from test_app_server import free_port, server, smoke_model_dir  # noqa: F401  (the one launcher; fixtures reused)
+from test_app_server import server  # noqa: F401  (the one launcher; its fixture reused)
 
 from bench.load_test import answer_key, same_answer  # labels + confidences, compared up to float noise
 from demo.ui import INFERENCE_CONCURRENCY, QUEUE_MAX_SIZE

@@ -55,3 +55,31 @@ def test_cli_evaluate_reads_outside_jsonl(tiny_model_dir, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0.0 <= report["classifier_accuracy"] <= 1.0 and report["questions"] > 0
     assert "families" in report and "pointing_accuracy" in report
+
+
+def test_the_perception_phase_trains_only_the_vision_tower_and_patch_head():
+    import torch
+
+    from vqa.model.processing import ShapesVLPProcessor
+    from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
+    from vqa.training import BatchMaker, build_model, perception_losses, preset
+
+    config = preset("smoke")
+    tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
+    model = build_model(config, tokenizer)
+    batches = BatchMaker(ShapesVLPProcessor.for_config(model.config, tokenizer), config)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    perception_losses(model, batches.perception_batch(0), config)["total"].backward()
+    optimizer.step()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and all(name.startswith(("vision_model.", "patch_head.")) for name in changed)
+    assert any(name.startswith("vision_model.stem") for name in changed)
+    # its scenes are not the joint phase's
+    assert not torch.equal(batches.perception_batch(0)["pixel_values"], batches(0)["pixel_values"][: config.images_per_step])
+
+
+def test_the_training_log_reports_patch_accuracy_after_perception(tiny_model_dir):
+    log = [json.loads(line) for line in (tiny_model_dir / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["phase"] == "perception" and set(log[0]["val_patch_accuracy"]) == {"color", "shape", "size"}
+    assert log[-1]["phase"] == "joint" and "val_classifier_by_family" in log[-1]

@@ -3,6 +3,9 @@
 - "int8": PyTorch dynamic quantization (`torch.ao.quantization.quantize_dynamic`).
   nn.Linear weights are stored as int8 and activations are quantized on the fly.
   This is the fast CPU path: int8 matrix kernels (fbgemm / onednn) beat fp32 on CPU.
+  Dynamic quantization does not cover convolutions; a model whose convolutions are a
+  large share of its work (the embedded model's stem) also gets `static_int8_convolutions`:
+  int8 convolutions with activation ranges calibrated once on sample inputs.
 - "bnb-int8" / "bnb-nf4": bitsandbytes through `BitsAndBytesConfig` at load time,
   exactly as for a hub model (`from_pretrained(..., quantization_config=...)`).
   On CPU these run, but slower than fp32: their value is memory, not speed.
@@ -22,7 +25,7 @@ import torch
 warnings.filterwarnings("ignore", message=".*inputs will be cast from torch.float32 to float16.*")
 
 SCHEMES: tuple[str | None, ...] = (None, "int8", "bnb-int8", "bnb-nf4")
-SCHEME_LABELS = {None: "none (fp32)", "int8": "int8 (PyTorch dynamic)", "bnb-int8": "bitsandbytes int8", "bnb-nf4": "bitsandbytes nf4"}
+SCHEME_LABELS = {None: "none (fp32)", "int8": "int8 (PyTorch)", "bnb-int8": "bitsandbytes int8", "bnb-nf4": "bitsandbytes nf4"}
 
 
 def normalise_scheme(scheme: str | None) -> str | None:
@@ -73,6 +76,27 @@ def dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
         # torch.ao.quantization is marked for migration to torchao; the API still works and torchao has no CPU wheel here.
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def static_int8_convolutions(layers: torch.nn.Module, calibration_inputs: list[torch.Tensor]) -> torch.nn.Module:
+    """An int8 copy of a convolutional block (e.g. a Sequential of conv / BatchNorm / activation).
+
+    PyTorch FX post-training static quantization: BatchNorm is folded into the convolution
+    before it, each convolution runs on int8 weights and activations, and operators without
+    an int8 kernel (GELU) run in float between them. The activation ranges come from running
+    `calibration_inputs` through the block once, so they must look like real inputs.
+    """
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    engine = torch.backends.quantized.engine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's migration notices, as above
+        prepared = prepare_fx(layers.eval(), get_default_qconfig_mapping(engine), (calibration_inputs[0],))
+        with torch.inference_mode():
+            for batch in calibration_inputs:
+                prepared(batch)
+        return convert_fx(prepared)
 
 
 def bnb_config(scheme: str, skip_modules: list[str] | None = None):
