@@ -7,6 +7,9 @@ Starts `python app.py` on a free loopback port in a subprocess (the real server,
 its real queue and concurrency settings), then sends `--requests` /ask calls (image
 upload + classifier + generative head, exactly what the Ask button does) at each
 concurrency level: 1 client, then 8 clients at once (each client is its own session).
+It does so twice: through gradio_client (the figure the project targets) and as plain
+HTTP requests (upload, call, event stream: what the browser page does), which shows how
+much of the time is the server's and how much the client library's.
 Prints a table and one JSON line. Not a test: numbers depend on the machine and on
 whatever else runs on it.
 """
@@ -28,8 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGE = ROOT / "demo" / "examples" / "test_000.png"
-DEFAULT_QUESTION = "the large square is what color?"
+UPLOAD_SIZE = 192  # px: the size of the demo's example pictures
 # Each head's note ends in "· N ms": the time its answer() call took inside the server.
 MODEL_MS = re.compile(r"· (\d+) ms")
 
@@ -76,25 +78,94 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"the app did not answer at {url} within {timeout:.0f} s")
 
 
-def run_level(url: str, clients: int, requests: int, image: str, question: str) -> dict:
-    """`requests` /ask calls spread over `clients` concurrent sessions."""
-    from gradio_client import Client, handle_file
+class RawHTTPClient:
+    """/ask as plain HTTP, the way the browser page does it: upload the file, start the call, read the
+    server-sent events until "complete". No polling: the time is the server's plus loopback round trips.
+    gradio_client does the same three requests but checks for the result every 50 ms, so comparing
+    the two separates the server's time from the client library's."""
 
-    sessions = [Client(url, verbose=False) for _ in range(clients)]
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.Client(base_url=url + "gradio_api/", timeout=60)
+
+    def predict(self, image: str, question: str) -> list:
+        with open(image, "rb") as f:
+            path = self.http.post("upload", files={"files": (Path(image).name, f, "image/png")}).json()[0]
+        upload = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(image).name}
+        # plain HTTP sends every input, as the page does (gradio_client fills in the defaults itself)
+        data = [upload, question, *ASK_DEFAULTS]
+        event_id = self.http.post("call/ask", json={"data": data}).raise_for_status().json()["event_id"]
+        event = None
+        with self.http.stream("GET", f"call/ask/{event_id}") as response:
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[len("event: "):]
+                elif line.startswith("data: ") and event in ("complete", "error"):
+                    if event == "error":
+                        raise RuntimeError(f"/ask failed: {line[6:200]}")
+                    return json.loads(line[len("data: "):])
+        raise RuntimeError("the event stream ended without a result")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class GradioClient:
+    def __init__(self, url: str):
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False)
+
+    def predict(self, image: str, question: str):
+        from gradio_client import handle_file
+
+        return self.client.predict(handle_file(image), question, api_name="/ask")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# /ask's optional inputs at the UI's defaults: top-k, decoding, beams, top-p, temperature, max new tokens
+ASK_DEFAULTS = [5, "greedy", 3, 0.9, 1.0, 8]
+CLIENTS = {"gradio_client": GradioClient, "raw-http": RawHTTPClient}
+
+
+def fresh_inputs(count: int, first: int, folder: Path) -> list[tuple[str, str]]:
+    """`count` (image file, question) pairs, each a different generated val scene and its first question:
+    every request is a new upload and a new question, so no cache in the server answers it."""
+    sys.path.insert(0, str(ROOT))
+    from vqa.data.splits import make_example
+
+    inputs = []
+    for index in range(first, first + count):
+        example = make_example("val", index, UPLOAD_SIZE)
+        path = folder / f"val_{index:05d}.png"
+        example.image.save(path)
+        inputs.append((str(path), example.questions[0].text))
+    return inputs
+
+
+def run_level(url: str, clients: int, inputs: list[tuple[str, str]], kind: str = "gradio_client") -> dict:
+    """One /ask call per input, spread over `clients` concurrent sessions of one client kind."""
+    sessions = [CLIENTS[kind](url) for _ in range(clients)]
+    requests = len(inputs)
     latencies: list[float] = []
     in_model: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    counter = iter(range(requests))
+    queue = iter(inputs)
 
     def worker(client):
         while True:
             with lock:
-                if next(counter, None) is None:
-                    return
+                item = next(queue, None)
+            if item is None:
+                return
+            image, question = item
             start = time.perf_counter()
             try:
-                outputs = client.predict(handle_file(image), question, api_name="/ask")
+                outputs = client.predict(image, question)
             except Exception as exc:  # noqa: BLE001 - counted, not fatal
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -114,6 +185,7 @@ def run_level(url: str, clients: int, requests: int, image: str, question: str) 
     for client in sessions:
         client.close()
     return {
+        "client": kind,
         "clients": clients,
         "requests": requests,
         "ok": len(latencies),
@@ -130,11 +202,11 @@ def run_level(url: str, clients: int, requests: int, image: str, question: str) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="p50/p95 latency of /ask through gradio_client, 1 and 8 concurrent clients.")
     parser.add_argument("--model", default=os.environ.get("VQA_MODEL") or str(ROOT / "weights" / "shapes-vlp"))
-    parser.add_argument("--requests", type=int, default=50, help="requests per concurrency level (default 50)")
+    parser.add_argument("--requests", type=int, default=50, help="requests per concurrency level (default 50), each a new scene")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrency levels (default: 1 8)")
+    parser.add_argument("--client", nargs="+", default=["gradio_client", "raw-http"], choices=list(CLIENTS),
+                        help="how to call /ask: gradio_client (the target) and plain HTTP (the server's own time)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests first (model caches, first-call costs)")
-    parser.add_argument("--image", default=str(DEFAULT_IMAGE))
-    parser.add_argument("--question", default=DEFAULT_QUESTION)
     parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the app to load (imports are slow on a busy machine)")
     args = parser.parse_args(argv)
 
@@ -146,9 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(args.model, port, log_path)
     try:
         wait_until_up(url, server, args.startup_timeout)
-        if args.warmup:
-            run_level(url, 1, args.warmup, args.image, args.question)
-        results = [run_level(url, c, args.requests, args.image, args.question) for c in args.clients]
+        per_level = args.warmup + args.requests
+        levels = [(kind, clients) for kind in args.client for clients in args.clients]
+        inputs = fresh_inputs(per_level * len(levels), 0, log_path.parent)
+        results = []
+        for n, (kind, clients) in enumerate(levels):
+            mine = inputs[n * per_level : (n + 1) * per_level]
+            if args.warmup:
+                run_level(url, 1, mine[: args.warmup], kind)
+            results.append(run_level(url, clients, mine[args.warmup :], kind))
     except Exception:
         print(f"server log ({log_path}):\n" + log_path.read_text()[-3000:], file=sys.stderr)
         raise
@@ -160,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
 
     print(f"/ask latency through gradio_client · model {args.model} · {os.cpu_count()} CPUs · server log {log_path}")
-    print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9} {'req/s':>7} {'in model p50':>13}")
+    print(f"{'client':<14} {'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9} {'req/s':>7} {'in model p50':>13}")
     for r in results:
-        print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>9} {r['p95_ms']:>9} {r['mean_ms']:>9} "
+        print(f"{r['client']:<14} {r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>9} {r['p95_ms']:>9} {r['mean_ms']:>9} "
               f"{r['throughput_rps']:>7} {r['model_p50_ms']:>13}")
         for error in r["first_errors"]:
             print(f"        error: {error}")

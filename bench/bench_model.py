@@ -6,8 +6,9 @@ For each scheme: p50/p95 latency of one `answer()` call (classifier head; genera
 head, greedy) on fresh images (the image and question caches are cleared before every
 call, so each call pays for the full model), p50 of both heads in turn on a fresh image
 (what the app's Ask button does: the second head reuses the first's encodings), memory of the weights, and classifier /
-generative accuracy on the first N test scenes. Threads are pinned to 2 to match
-the 2-core target machine. Prints a table and one JSON line.
+generative accuracy on the first N test scenes. All schemes are loaded first and
+take turns on every image (interleaved), so the speed ratios survive a shared CPU's
+drift. Threads are pinned to 2 to match the 2-core target machine. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -33,17 +34,30 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def time_answers(model, examples, heads: tuple[str, ...], repeats: int) -> list[float]:
+HEADS = {"classifier": ("classifier",), "generative": ("generative",), "both_heads": ("classifier", "generative")}
+
+
+def time_call(model, example, heads: tuple[str, ...]) -> float:
     """Milliseconds to answer a new (image, question) with each of `heads` in turn (both = what the app's Ask does)."""
-    times = []
-    for _ in range(repeats):
-        for ex in examples:
-            model.encodings.clear()  # every call encodes its image and question: the cost of a new upload
-            model.fusions.clear()
-            start = time.perf_counter()
-            for head in heads:
-                model.answer(ex.image, ex.questions[0].text, head=head)
-            times.append((time.perf_counter() - start) * 1000)
+    model.encodings.clear()  # every call encodes its image and question: the cost of a new upload
+    model.fusions.clear()
+    start = time.perf_counter()
+    for head in heads:
+        model.answer(example.image, example.questions[0].text, head=head)
+    return (time.perf_counter() - start) * 1000
+
+
+def interleaved_latencies(models: dict, examples, repeats: int) -> dict[str, dict[str, list[float]]]:
+    """{scheme: {measure: [ms, ...]}}. Schemes take turns on every image, in a rotating order, so a
+    change in machine speed during the run (a shared CPU) hits all of them alike and the ratios hold."""
+    times = {scheme: {measure: [] for measure in HEADS} for scheme in models}
+    schemes = list(models)
+    for repeat in range(repeats):
+        for index, example in enumerate(examples):
+            shift = (repeat + index) % len(schemes)
+            for scheme in schemes[shift:] + schemes[:shift]:
+                for measure, heads in HEADS.items():
+                    times[scheme][measure].append(time_call(models[scheme], example, heads))
     return times
 
 
@@ -72,21 +86,20 @@ def main() -> int:
     latency_examples = [make_example("val", i, size) for i in range(args.latency_images)]
     latency_examples = [ex for ex in latency_examples if ex.questions]
     accuracy_examples = [make_example("test", i, size) for i in range(args.scenes)]
+    models = {scheme: vqa.load(args.model, quantize=None if scheme == "none" else scheme) for scheme in args.schemes}
+    interleaved_latencies(models, latency_examples[:5], 1)  # warm-up: first-call allocations, lazy imports
+    times = interleaved_latencies(models, latency_examples, args.repeats)
     rows = []
-    for scheme in args.schemes:
-        model = vqa.load(args.model, quantize=None if scheme == "none" else scheme)
-        time_answers(model, latency_examples[:5], ("classifier", "generative"), 1)  # warm-up
-        classifier = time_answers(model, latency_examples, ("classifier",), args.repeats)
-        generative = time_answers(model, latency_examples, ("generative",), args.repeats)
-        both = time_answers(model, latency_examples, ("classifier", "generative"), args.repeats)
+    for scheme, model in models.items():
         acc = accuracy(model, accuracy_examples)
+        t = times[scheme]
         rows.append({
             "scheme": scheme,
-            "classifier_p50_ms": round(statistics.median(classifier), 2),
-            "classifier_p95_ms": round(percentile(classifier, 0.95), 2),
-            "generative_p50_ms": round(statistics.median(generative), 2),
-            "generative_p95_ms": round(percentile(generative, 0.95), 2),
-            "both_heads_p50_ms": round(statistics.median(both), 2),
+            "classifier_p50_ms": round(statistics.median(t["classifier"]), 2),
+            "classifier_p95_ms": round(percentile(t["classifier"], 0.95), 2),
+            "generative_p50_ms": round(statistics.median(t["generative"]), 2),
+            "generative_p95_ms": round(percentile(t["generative"], 0.95), 2),
+            "both_heads_p50_ms": round(statistics.median(t["both_heads"]), 2),
             "weights_mb": round(model.memory_bytes() / 1e6, 2),
             "classifier_accuracy": round(acc["classifier"], 4),
             "generative_accuracy": round(acc["generative"], 4),

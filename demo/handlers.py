@@ -163,7 +163,14 @@ def colorbar_image() -> Image.Image:
 
 # ----- attention controls -------------------------------------------------------------------
 def layer_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
-    return [(f"last fusion layer ({maps.layers[-1]})", "last")] + [(f"layer {layer}", str(i)) for i, layer in enumerate(maps.layers)] + [("mean over layers", "mean")]
+    # The first fusion layer is the default: it is where question words find their objects (the embedded
+    # model is trained to ground words there, and pointing accuracy is measured there). Layers above it
+    # route what was found towards the answer, so their maps are harder to read.
+    return (
+        [(f"first fusion layer ({maps.layers[0]})", "first"), (f"last fusion layer ({maps.layers[-1]})", "last")]
+        + [(f"layer {layer}", str(i)) for i, layer in enumerate(maps.layers)]
+        + [("mean over layers", "mean")]
+    )
 
 
 def head_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
@@ -190,7 +197,7 @@ def _token_index(maps: vqa.AttentionMaps, token: str | None) -> int | None:
     return i if 0 <= i < len(maps.tokens) and maps.tokens[i] == text else None
 
 
-def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "last", head: str = "mean", token: str = "all", method: str = "attention") -> tuple[Image.Image, str]:
+def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "first", head: str = "mean", token: str = "all", method: str = "attention") -> tuple[Image.Image, str]:
     """The heatmap for one choice of layer / head / token / method, and a sentence describing it."""
     t = _token_index(maps, token)
     word = "all question words" if t is None else f"the word “{maps.tokens[t]}”"
@@ -200,7 +207,9 @@ def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "la
     else:
         if layer == "mean":
             layer_index, layer_text = None, "mean over the fusion layers"
-        elif layer in (None, "", "last"):
+        elif layer in (None, "", "first"):
+            layer_index, layer_text = 0, f"first fusion layer ({maps.layers[0]})"
+        elif layer == "last":
             layer_index, layer_text = -1, f"last fusion layer ({maps.layers[-1]})"
         else:
             layer_index = min(max(int(layer), 0), len(maps.layers) - 1)
@@ -289,7 +298,7 @@ class Handlers:
 
     # ----- Attention ---------------------------------------------------------------------
     @user_errors
-    def explain(self, image, question, layer="last", head="mean", token="all", method="attention"):
+    def explain(self, image, question, layer="first", head="mean", token="all", method="attention"):
         """Where the model looked. Returns (heatmap, layers×heads grid, colour bar, description, note,
         state for re-drawing, layer / head / token dropdown updates)."""
         pil = load_image(image)
@@ -297,7 +306,7 @@ class Handlers:
         model = self.models.current()
         maps = model.explain(pil, text)
         layers, heads, tokens = layer_choices(maps), head_choices(maps), token_choices(maps)
-        layer, head = _choice(layer, layers, "last"), _choice(head, heads, "mean")
+        layer, head = _choice(layer, layers, "first"), _choice(head, heads, "mean")
         token = token if _token_index(maps, token) is not None else "all"
         method = method if method in ATTENTION_METHODS else "attention"
         heat, description = attention_view(maps, pil, layer, head, token, method)
@@ -310,7 +319,7 @@ class Handlers:
         )
 
     @user_errors
-    def redraw_attention(self, state, layer="last", head="mean", token="all", method="attention"):
+    def redraw_attention(self, state, layer="first", head="mean", token="all", method="attention"):
         """Re-draw from the maps already computed (no model call) when a control changes."""
         if not state:
             return gr.skip(), gr.skip(), gr.skip()
@@ -366,7 +375,7 @@ class Handlers:
             heat_full, heat_quant = overlay(pil, map_full), overlay(pil, map_quant)
             heat_diff = overlay(pil, diff)
             diff_line = (
-                f"Heatmaps (last fusion layer, heads averaged): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
+                f"Heatmaps (first fusion layer, heads averaged): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
                 f"(each map is a share of 1 spread over {diff.size} patches; the difference picture is scaled to its own maximum)."
             )
 

@@ -93,7 +93,7 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                 if examples:
                     gr.Examples(
                         examples=[[e["image"], e["question"]] for e in examples], inputs=[image, question],
-                        label="Examples: click one (test scenes the model never saw)", examples_per_page=4, cache_examples=False,
+                        label="Examples: click one (test scenes the model never saw)", examples_per_page=4, cache_examples=False, elem_id="examples",
                     )
 
             # ----- tabs ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                         explain_button = gr.Button("Show attention", variant="primary", elem_id="explain-button")
                         with gr.Row():
                             method = gr.Radio([("one layer", "attention"), ("rollout (all layers)", "rollout")], value="attention", label="Method")
-                            layer = gr.Dropdown([("last fusion layer", "last"), ("mean over layers", "mean")], value="last", label="Layer", allow_custom_value=True)
+                            layer = gr.Dropdown([("first fusion layer", "first"), ("last fusion layer", "last"), ("mean over layers", "mean")], value="first", label="Layer", allow_custom_value=True)
                             head = gr.Dropdown([("mean over heads", "mean")], value="mean", label="Head", allow_custom_value=True)
                             token = gr.Dropdown([("all question words", "all")], value="all", label="Word", allow_custom_value=True)
                         with gr.Row(equal_height=False):
