@@ -85,7 +85,8 @@ class TrainConfig:
 PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights).
     "full": TrainConfig(preset="full", steps=1800),
-    # A classroom run: a useful model (classifier >= 0.85) in at most 10 minutes on 2 CPU cores.
+    # A classroom run in under 10 minutes on 2 CPU cores. Measured: 8.7 minutes, test classifier accuracy 0.61
+    # (colour and size questions ~0.9, the rest near chance). The 0.85 it aims for needs about 1,000 joint steps.
     "quick": TrainConfig(preset="quick", steps=200, vision_warmup_steps=200, warmup_steps=30, curriculum_steps=40, learning_rate=1.5e-3, eval_every=100, eval_scenes=40),
     # A few steps on a tiny model: for tests of the training loop itself.
     "smoke": TrainConfig(
