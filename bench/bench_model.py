@@ -39,8 +39,7 @@ HEADS = {"classifier": ("classifier",), "generative": ("generative",), "both_hea
 
 def time_call(model, example, heads: tuple[str, ...]) -> float:
     """Milliseconds to answer a new (image, question) with each of `heads` in turn (both = what the app's Ask does)."""
-    model.encodings.clear()  # every call encodes its image and question: the cost of a new upload
-    model.fusions.clear()
+    model.clear_caches()  # every call encodes its image and question: the cost of a new upload
     start = time.perf_counter()
     for head in heads:
         model.answer(example.image, example.questions[0].text, head=head)

@@ -193,6 +193,28 @@ def test_image_is_encoded_once_across_questions_heads_and_attention(folders):
     assert (backbone.encodings.misses, len(calls)) == (2, 2)
 
 
+def test_blip_projects_each_image_for_the_text_encoder_once_and_answers_stay_exact(folders):
+    """The cross-attention keys/values over the image are cached per image; answers to later questions
+    still equal plain transformers generate, which recomputes everything."""
+    from transformers import BlipProcessor
+
+    backbone = load_hub_backbone(str(folders["vqa"]))
+    processor = BlipProcessor.from_pretrained(folders["vqa"])
+    projections = []
+    backbone.model.text_encoder.encoder.layer[0].crossattention.self.key.register_forward_hook(lambda *a: projections.append(1))
+    image = scene()
+    questions = [QUESTION, "how many shapes are there?", "is there a circle?"]
+    answers = [backbone.answer(image, q, head="generative", decoding="greedy", max_new_tokens=6) for q in questions]
+    maps = backbone.explain(image, "is the square blue?")
+    assert len(projections) == 1 and len(backbone.cross_keys_values) == 1
+    assert maps.cross.shape[0] == backbone.config.text_config.num_hidden_layers
+    assert_rows_normalised(maps.cross)
+    for question, result in zip(questions, answers):
+        with torch.inference_mode():
+            ids = backbone.model.generate(**processor(images=image, text=question, return_tensors="pt"), max_new_tokens=6)
+        assert result.answer == processor.decode(ids[0], skip_special_tokens=True).strip()
+
+
 # ----- BLIP captioning and retrieval ---------------------------------------------------------------
 def test_blip_caption_matches_plain_generate_and_continues_a_prompt(models, folders):
     from transformers import BlipProcessor

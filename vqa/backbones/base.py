@@ -114,6 +114,9 @@ class Backbone(ABC):
         """Bytes held by parameters and buffers (what quantization shrinks)."""
         return 0
 
+    def clear_caches(self) -> None:
+        """Forget every per-image (and per-question) result kept for reuse: the next call pays in full."""
+
     # ----- to implement -------------------------------------------------------------
     def _classify(self, image, question: str, top_k: int, candidates: list[str] | None) -> Answer:
         raise UnsupportedError(f"{self.name} has no classifier head.")

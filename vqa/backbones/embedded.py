@@ -200,6 +200,10 @@ class EmbeddedBackbone(Backbone):
             )
         return notes
 
+    def clear_caches(self) -> None:
+        self.encodings.clear()
+        self.fusions.clear()
+
     # ----- facts --------------------------------------------------------------------
     def memory_bytes(self) -> int:
         if self.quantization in ("bnb-int8", "bnb-nf4"):

@@ -13,12 +13,21 @@ Three task checkpoints share that design:
 The image encoding (`vision_model`'s last hidden state) is computed once per image and reused:
 `BlipForQuestionAnswering.generate` would recompute it on every call, so the generation
 recipe is spelled out here around the cached encoding (same calls, same order).
+
+So are the keys and values that every cross-attention layer of the text encoder projects
+from that encoding: they depend on the image alone, and for BLIP-base they are most of the
+text encoder's work on a question (577 image tokens against ~10 question tokens). They go
+into a transformers `EncoderDecoderCache` whose cross-attention part is already filled, the
+way generation reuses cross-attention keys and values between decoding steps.
 """
 
 from __future__ import annotations
 
 import torch
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from vqa.backbones.image_cache import ImageEncodingCache, image_key
 
 from vqa.backbones.hub.common import (
     DEFAULT_CANDIDATES_NOTE,
@@ -38,12 +47,25 @@ from vqa.backbones.hub.common import (
 )
 from vqa.results import Answer, AttentionMaps, Caption
 
+# Images whose text-encoder cross-attention keys and values are kept (see BlipBackbone.__init__).
+CROSS_CACHE_ENTRIES = 4
+
 
 class BlipBackbone(HubBackbone):
     """What the three BLIP heads share: the cached image encoding and the cross-attention maps."""
 
     family = "blip"
     fusion = "mixture of encoder-decoder with cross-attention (BLIP)"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Per image: 2 × layers × (1+N) × hidden floats, about 42 MB at BLIP-base size, so fewer entries
+        # than the image-encoding cache (the encoding itself is 1/24 of that).
+        self.cross_keys_values = ImageEncodingCache(max_entries=CROSS_CACHE_ENTRIES)
+
+    def clear_caches(self) -> None:
+        super().clear_caches()
+        self.cross_keys_values.clear()
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -58,13 +80,35 @@ class BlipBackbone(HubBackbone):
     def _encode_image(self, image):
         return self.model.vision_model(pixel_values=self.pixel_values(image)).last_hidden_state  # (1, 1+gh*gw, D)
 
-    def _grounded_text(self, image_embeds: torch.Tensor, text: str, output_attentions: bool = False):
+    @torch.inference_mode()
+    def _cross_keys_values(self, image_embeds: torch.Tensor) -> DynamicCache:
+        """Every text-encoder cross-attention layer's keys and values over the image, (1, heads, 1+N, head_dim) each."""
+        cache = DynamicCache()
+        for index, layer in enumerate(self.model.text_encoder.encoder.layer):
+            attention = layer.crossattention.self
+            shape = (*image_embeds.shape[:-1], -1, attention.attention_head_size)  # (1, 1+N, heads, head_dim)
+            keys = attention.key(image_embeds).view(shape).transpose(1, 2)
+            values = attention.value(image_embeds).view(shape).transpose(1, 2)
+            cache.update(keys, values, index)
+        return cache
+
+    def image_cache_for_text(self, image) -> tuple[torch.Tensor, EncoderDecoderCache]:
+        """The image encoding and a fresh text-encoder cache whose cross-attention part holds this
+        image's keys and values (computed once per image; the self-attention part starts empty)."""
+        image_embeds = self.encode_image(image)
+        cross = self.cross_keys_values.get_or_compute(
+            image_key(image, self.quantization), lambda: self._cross_keys_values(image_embeds)
+        )
+        return image_embeds, EncoderDecoderCache(DynamicCache(), cross)
+
+    def _grounded_text(self, image, text: str, output_attentions: bool = False):
         """The text encoder reading `text` while cross-attending to the image (BLIP's image-grounded encoder)."""
+        image_embeds, cache = self.image_cache_for_text(image)
         enc = self.tokenize(text, self.max_text_length)
         out = self.model.text_encoder(
             input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], encoder_hidden_states=image_embeds,
             encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long),
-            output_attentions=output_attentions,
+            past_key_values=cache, output_attentions=output_attentions,
         )
         return enc, out
 
@@ -88,8 +132,7 @@ class BlipBackbone(HubBackbone):
         return [t.strip() for t in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
     def _text_encoder_maps(self, image, text: str, answer: str | None, note: str) -> AttentionMaps:
-        image_embeds = self.encode_image(image)
-        enc, out = self._grounded_text(image_embeds, text, output_attentions=True)
+        enc, out = self._grounded_text(image, text, output_attentions=True)
         cross = stack_layers(out.cross_attentions)[:, :, :, 1:]  # (layers, heads, tokens, gh*gw): vision CLS dropped
         return self.attention_maps(
             patches_to_grid(cross, self.grid), self.token_strings(enc["input_ids"][0]), image, "cross-attention",
@@ -124,7 +167,7 @@ class BlipVqaBackbone(BlipBackbone):
                           "decoder's log-likelihood and a softmax runs over the candidates.")
 
     def _question_states(self, image, question: str) -> torch.Tensor:
-        return self._grounded_text(self.encode_image(image), question)[1].last_hidden_state  # (1, T, D)
+        return self._grounded_text(image, question)[1].last_hidden_state  # (1, T, D)
 
     def _answer_log_likelihood(self, question_states: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
         """log p(answer tokens up to [SEP] | question), one per row of `answers` ([DEC] first), in one pass."""

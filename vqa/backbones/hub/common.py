@@ -188,6 +188,9 @@ class HubBackbone(Backbone):
                          capabilities=sorted(self.capabilities), quantization=self.quantization,
                          notes=list(self.notes))
 
+    def clear_caches(self) -> None:
+        self.encodings.clear()
+
     def memory_bytes(self) -> int:
         if self._memory is None:
             # Dynamic int8 packs weights outside parameters/buffers: only the state dict sees them.

@@ -42,6 +42,10 @@ class PairedBackbone(Backbone):
     def memory_bytes(self) -> int:
         return sum(p.memory_bytes() for p in self.parts)
 
+    def clear_caches(self) -> None:
+        for part in self.parts:
+            part.clear_caches()
+
     def info(self) -> ModelInfo:
         infos = [p.info() for p in self.parts]
         routes = {cap: self.part_for(cap).name for cap in sorted(self.capabilities)}
