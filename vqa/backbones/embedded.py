@@ -26,7 +26,8 @@ from vqa.quantization import (
 from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
 
 # Output layers whose width (answer vocabulary, 2-way ITM, token vocabulary) is tiny or
-# odd: quantizing them saves nothing and costs accuracy, so they stay in full precision.
+# odd: bitsandbytes gains nothing on them, so its schemes keep them in full precision.
+# (PyTorch dynamic int8 handles any width and quantizes them too.)
 FULL_PRECISION_MODULES = ["vqa_head", "itm_head", "lm_head"]
 NF4_BLOCK_SIZE = 64
 # Generated scenes that calibrate the int8 convolutions' activation ranges.
@@ -192,13 +193,12 @@ class EmbeddedBackbone(Backbone):
     def quantization_notes(self) -> list[str]:
         if not self.quantization:
             return []
-        notes = [f"Kept in full precision when quantized: {', '.join(FULL_PRECISION_MODULES)}."]
         if self.quantization == "int8":
-            notes.append(
-                "int8: linear layers use dynamic int8; the convolutional stem uses static int8 calibrated on "
+            return [
+                "int8: every linear layer uses dynamic int8; the convolutional stem uses static int8 calibrated on "
                 f"{CALIBRATION_IMAGES} generated training scenes (its GELUs and the layer norms stay in fp32)."
-            )
-        return notes
+            ]
+        return [f"Kept in full precision by bitsandbytes: {', '.join(FULL_PRECISION_MODULES)}."]
 
     def clear_caches(self) -> None:
         self.encodings.clear()
