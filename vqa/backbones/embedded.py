@@ -25,9 +25,9 @@ from vqa.quantization import (
 )
 from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
 
-# Output layers whose width (answer vocabulary, 2-way ITM, token vocabulary) is tiny or
-# odd: bitsandbytes gains nothing on them, so its schemes keep them in full precision.
-# (PyTorch dynamic int8 handles any width and quantizes them too.)
+# The layers that write the final scores (answer vocabulary, ITM, token vocabulary): the
+# bitsandbytes schemes keep them in full precision so that their rounding error does not
+# land directly on the answer probabilities. (PyTorch dynamic int8 quantizes them too.)
 FULL_PRECISION_MODULES = ["vqa_head", "itm_head", "lm_head"]
 NF4_BLOCK_SIZE = 64
 # Generated scenes that calibrate the int8 convolutions' activation ranges.
