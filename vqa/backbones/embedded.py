@@ -93,26 +93,28 @@ class EmbeddedBackbone(Backbone):
 
     # ----- shared steps ---------------------------------------------------------------
     @torch.inference_mode()
-    def encode_image(self, image) -> torch.Tensor:
-        """(1, 1+N, H) image embeddings, computed once per distinct image."""
+    def encode_image(self, image, key: str | None = None) -> torch.Tensor:
+        """(1, 1+N, H) image embeddings, computed once per distinct image. `key`: the image's
+        `image_key` when the caller already hashed it."""
         return self.encodings.get_or_compute(
-            image_key(image, self.quantization), lambda: self.model.encode_image(self.processor.images([image]))[0]
+            key or image_key(image, self.quantization), lambda: self.model.encode_image(self.processor.images([image]))[0]
         )
 
     @torch.inference_mode()
     def _fuse(self, image, question: str, output_attentions: bool = False):
         """The text encoder's pass over the question with the image: (model output, tokenized question).
         Without attention weights the result is cached per (image, question)."""
+        key = image_key(image, self.quantization)  # hashed once for both caches
 
         def fuse():
-            image_embeds = self.encode_image(image)
+            image_embeds = self.encode_image(image, key)
             q = self.processor.text([question])
             out = self.model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, output_attentions=output_attentions)
             return out, q
 
         if output_attentions:
             return fuse()
-        return self.fusions.get_or_compute(image_key(image, self.quantization, question), fuse)
+        return self.fusions.get_or_compute(f"{key}:{question}", fuse)
 
     @torch.inference_mode()
     def _generate(self, start: torch.Tensor, encoder_states, encoder_mask, decoding: str, num_beams: int, top_p: float,

@@ -27,8 +27,6 @@ import torch
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from vqa.backbones.image_cache import ImageEncodingCache, image_key
-
 from vqa.backbones.hub.common import (
     DEFAULT_CANDIDATES_NOTE,
     HubBackbone,
@@ -45,6 +43,7 @@ from vqa.backbones.hub.common import (
     softmax_ranking,
     stack_layers,
 )
+from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.results import Answer, AttentionMaps, Caption
 
 # Images whose text-encoder cross-attention keys and values are kept (see BlipBackbone.__init__).
@@ -95,10 +94,9 @@ class BlipBackbone(HubBackbone):
     def image_cache_for_text(self, image) -> tuple[torch.Tensor, EncoderDecoderCache]:
         """The image encoding and a fresh text-encoder cache whose cross-attention part holds this
         image's keys and values (computed once per image; the self-attention part starts empty)."""
-        image_embeds = self.encode_image(image)
-        cross = self.cross_keys_values.get_or_compute(
-            image_key(image, self.quantization), lambda: self._cross_keys_values(image_embeds)
-        )
+        key = image_key(image, self.quantization)  # hashed once for both caches
+        image_embeds = self.encode_image(image, key)
+        cross = self.cross_keys_values.get_or_compute(key, lambda: self._cross_keys_values(image_embeds))
         return image_embeds, EncoderDecoderCache(DynamicCache(), cross)
 
     def _grounded_text(self, image, text: str, output_attentions: bool = False):

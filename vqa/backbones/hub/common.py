@@ -143,9 +143,10 @@ class HubBackbone(Backbone):
         self._attention_lock = threading.Lock()
 
     # ----- the cached vision pass --------------------------------------------------------
-    def encode_image(self, image: Image.Image) -> Any:
-        """The vision encoding of `image`, computed once per image content and reused."""
-        return self.encodings.get_or_compute(image_key(image, self.quantization), lambda: self._encode_image(image))
+    def encode_image(self, image: Image.Image, key: str | None = None) -> Any:
+        """The vision encoding of `image`, computed once per image content and reused. `key`: the
+        image's `image_key` when the caller already hashed it."""
+        return self.encodings.get_or_compute(key or image_key(image, self.quantization), lambda: self._encode_image(image))
 
     def _encode_image(self, image: Image.Image) -> Any:
         raise NotImplementedError
