@@ -123,46 +123,53 @@ class BatchMaker:
         self.process_index = process_index
         self.num_processes = num_processes
 
+    def scenes(self, step: int, first_index: int = 0, max_objects: int = MAX_OBJECTS) -> list:
+        """This process's `images_per_step` training scenes for `step`, indices counted from `first_index`."""
+        tc = self.tc
+        first = first_index + (step * self.num_processes + self.process_index) * tc.images_per_step + tc.seed * 10_000_000
+        return [
+            make_example("train", first + i, image_size=self.processor.config.image_size, max_objects=max_objects)
+            for i in range(tc.images_per_step)
+        ]
+
+    def stacked_patch_labels(self, examples: list) -> dict[str, torch.Tensor]:
+        """{attribute: (B_img, N)} patch labels of the scenes, see `patch_labels`."""
+        labels = [self.patch_labels(example) for example in examples]
+        return {k: torch.stack([p[k] for p in labels]) for k in labels[0]}
+
     def perception_batch(self, step: int) -> dict:
         """Images and their patch labels only, for the perception warm-up. Its scenes come from
         an index range of their own, so the joint phase still sees fresh ones."""
-        tc = self.tc
-        first = PERCEPTION_SCENES_OFFSET + (step * self.num_processes + self.process_index) * tc.images_per_step + tc.seed * 10_000_000
-        examples = [make_example("train", first + i, image_size=self.processor.config.image_size) for i in range(tc.images_per_step)]
-        patch_labels = [self.patch_labels(example) for example in examples]
+        examples = self.scenes(step, first_index=PERCEPTION_SCENES_OFFSET)
         return {
             "pixel_values": self.processor.images([example.image for example in examples]),
-            "patch_labels": {k: torch.stack([p[k] for p in patch_labels]) for k in patch_labels[0]},
+            "patch_labels": self.stacked_patch_labels(examples),
         }
 
     def __call__(self, step: int) -> dict:
         tc = self.tc
         rng = np.random.default_rng([tc.seed, step, self.process_index])
-        first = (step * self.num_processes + self.process_index) * tc.images_per_step + tc.seed * 10_000_000
         max_objects = tc.curriculum_max_objects if step < tc.curriculum_steps else MAX_OBJECTS
-        images, questions, answers, image_index, captions, patch_labels, examples, asked = [], [], [], [], [], [], [], []
-        for i in range(tc.images_per_step):
-            example = make_example("train", first + i, image_size=self.processor.config.image_size, max_objects=max_objects)
-            images.append(example.image)
-            examples.append(example)
-            patch_labels.append(self.patch_labels(example))
-            captions.append(example.captions[0])
+        examples = self.scenes(step, max_objects=max_objects)
+        questions, answers, image_index, asked = [], [], [], []
+        for i, example in enumerate(examples):
             chosen = rng.permutation(len(example.questions))[: tc.questions_per_image]
             for j in chosen:
                 asked.append(example.questions[j])
                 questions.append(example.questions[j].text)
                 answers.append(example.questions[j].answer)
                 image_index.append(i)
+        captions = [example.captions[0] for example in examples]
         cfg = self.processor.config
         return {
-            "pixel_values": self.processor.images(images),
+            "pixel_values": self.processor.images([example.image for example in examples]),
             "question": self.processor.text(questions),
             "answer_ids": torch.tensor([self.label2id[a] for a in answers]),
             "answer_decoder": self.processor.decoder_targets(answers, cfg.answer_start_token_id),
             "image_index": torch.tensor(image_index),
             "caption_decoder": self.processor.decoder_targets(captions, cfg.caption_start_token_id),
             "caption_text": self.processor.text(captions),
-            "patch_labels": {k: torch.stack([p[k] for p in patch_labels]) for k in patch_labels[0]},
+            "patch_labels": self.stacked_patch_labels(examples),
             # every object phrase of the canonical caption, left to right as the caption lists them
             "caption_token_objects": self.phrase_token_objects(captions, [
                 [(ex.scene.objects[i].describe(), i) for i in sorted(range(len(ex.scene.objects)), key=lambda i: ex.scene.objects[i].x)]
