@@ -341,7 +341,7 @@ class Handlers:
         ok, reason = availability().get(scheme, (False, "unknown scheme"))
         if not ok:
             raise vqa.UnsupportedError(f"{SCHEME_LABELS[scheme]} is not available here: {reason}.")
-        base = self.models.current()
+        base = self.models.full_precision(progress=lambda f, m: progress(0.05 * f, desc=m))
         head = "classifier" if "classifier" in base.capabilities else "generative" if "generative" in base.capabilities else None
         if head is None:
             raise vqa.UnsupportedError(f"{base.name} cannot answer questions, so there is nothing to compare.")
@@ -375,7 +375,7 @@ class Handlers:
             heat_full, heat_quant = overlay(pil, map_full), overlay(pil, map_quant)
             heat_diff = overlay(pil, diff)
             diff_line = (
-                f"Heatmaps (first fusion layer, heads averaged): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
+                f"Heatmaps (first fusion layer, heads averaged, from the first token, [CLS]): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
                 f"(each map is a share of 1 spread over {diff.size} patches; the difference picture is scaled to its own maximum)."
             )
 
@@ -430,6 +430,7 @@ class Handlers:
             "|---|---|",
             f"| Family | {_table_cell(info.family)} |",
             f"| Loaded from | {_table_cell(_source_name(self.models.source))} |",
+            f"| Answers with | {_table_cell(SCHEME_LABELS[self.models.served_scheme])} weights |",
         ]
         lines += [f"| {_table_cell(k)} | {_table_cell(v)} |" for k, v in info.facts.items()]
         lines.append(f"| Memory (weights) | {megabytes(self.models.memory_bytes(model))} |")
@@ -437,12 +438,14 @@ class Handlers:
             lines.append(f"| Load time | {self.models.load_seconds:.1f} s |")
         lines += ["", "**It can:** " + "; ".join(CAPABILITY_WORDS.get(c, c) for c in sorted(info.capabilities)) + "."]
         lines += [f"- {note}" for note in info.notes]
+        if self.models.serving_note:
+            lines.append(f"- {html.escape(self.models.serving_note)}")
         return "\n".join(lines)
 
     def header(self) -> str:
         if self.models.loaded:
             model = self.models.current()
-            state = f"Model: **{html.escape(model.name)}** ({model.family})"
+            state = f"Model: **{html.escape(model.name)}** ({model.family}, {SCHEME_LABELS[self.models.served_scheme]} weights)"
         else:
             state = f"⚠ No model loaded: {html.escape(self.models.load_error or 'it loads on first use')}"
         return f"# Ask a picture a question\n{state} · runs on this machine's CPU, offline."

@@ -224,13 +224,41 @@ def test_failed_load_keeps_the_current_model(handlers, tmp_path):
 
 
 def test_load_model_switches_and_clears_quantized_cache(model_dir, image_path):
-    models = ModelManager(str(model_dir))
+    models = ModelManager(str(model_dir), serve=None)
     h = Handlers(models)
     h.compare_quantized(image_path, QUESTION, "int8")
     assert models.cached_schemes() == ["int8"]
     status, facts, header = h.load_model(str(model_dir))
     assert "Loaded" in status and model_dir.name in header
     assert models.cached_schemes() == []
+
+
+def test_the_app_answers_with_int8_and_compares_against_full_precision(model_dir, image_path, monkeypatch):
+    monkeypatch.delenv("VQA_QUANTIZE", raising=False)
+    models = ModelManager(str(model_dir))
+    h = Handlers(models)
+    served = models.current()
+    assert models.served_scheme == "int8" and served.quantization == "int8"
+    assert "int8" in h.header() and "| Answers with | int8" in h.model_facts()
+    # Ask shows what the int8 model answers
+    classifier, *_ = h.ask(image_path, QUESTION, top_k=1)
+    assert list(classifier) == [served.answer(image_path, QUESTION, top_k=1).answer]
+    # the comparison's left side is a full-precision copy, loaded once, bigger than the served one
+    summary, *_ = h.compare_quantized(image_path, QUESTION, "int8")
+    full = models.full_precision()
+    assert full.quantization is None and full is not served and models.full_precision() is full
+    assert models.memory_bytes(full) > models.memory_bytes(served)
+    assert "already loaded" in summary  # the int8 side is the served model itself
+
+
+def test_serving_falls_back_to_full_precision_when_int8_is_unavailable(model_dir, monkeypatch):
+    import vqa.quantization
+
+    monkeypatch.setattr(vqa.quantization, "availability", lambda: {None: (True, ""), "int8": (False, "no quantized engine in this build")})
+    models = ModelManager(str(model_dir), serve="int8")
+    h = Handlers(models)
+    assert models.current().quantization is None and models.served_scheme is None
+    assert "no quantized engine" in h.model_facts() and models.full_precision() is models.current()
 
 
 def test_missing_default_model_is_reported_not_crashing(tmp_path, image_path):
@@ -264,9 +292,9 @@ def test_real_model_answers_an_example():
     weights = vqa.DEFAULT_MODEL_DIR
     if not (weights / "model.safetensors").is_file():
         pytest.skip(f"the trained model is not in {weights} yet (train it with `python -m vqa train --preset full --out {weights}`)")
-    h = Handlers(ModelManager(str(weights)))
-    model = vqa.load(weights)
-    # The app shows exactly what the model answers (answer quality is tested in test_embedded_api.py).
+    h = Handlers(ModelManager(str(weights), serve="int8"))
+    model = vqa.load(weights, quantize="int8")
+    # The app shows exactly what the served model answers (answer quality is tested in test_embedded_api.py).
     for example in load_examples():
         classifier, generative, *_ = h.ask(example["image"], example["question"])
         expected = model.answer(example["image"], example["question"], top_k=1).answer

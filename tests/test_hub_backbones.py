@@ -137,6 +137,21 @@ def test_blip_greedy_answer_matches_plain_transformers_generate(models, folders)
     assert 0 < result.score <= 1
 
 
+def test_blip_image_encoder_with_fused_attention_matches_transformers(models, folders):
+    from transformers import BlipForQuestionAnswering, BlipProcessor
+
+    from vqa.backbones.hub.blip import BlipVisionSdpaAttention
+
+    backbone = models["vqa"]
+    assert any(isinstance(m, BlipVisionSdpaAttention) for m in backbone.model.vision_model.modules())
+    reference = BlipForQuestionAnswering.from_pretrained(folders["vqa"]).eval()  # transformers' own attention
+    pixels = BlipProcessor.from_pretrained(folders["vqa"])(images=scene(), return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ours = backbone.model.vision_model(pixel_values=pixels).last_hidden_state
+        theirs = reference.vision_model(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("decoding", ["beam", "nucleus"])
 def test_blip_generative_decodings_return_scored_alternatives(models, decoding):
     backbone = models["vqa"]

@@ -63,9 +63,12 @@ def rollout(maps: AttentionMaps, token: int | str | None = None) -> np.ndarray:
 
 
 def pointing_map(maps: AttentionMaps) -> np.ndarray:
-    """The map whose peak says where the model looked: the fusion layer (the first layer
-    that cross-attends), heads averaged, from the question's content tokens."""
-    return select_map(maps, layer=0, head=None, token=None)
+    """The map whose peak says where the answer came from: the fusion layer (the first layer
+    that cross-attends), heads averaged, from the text's first token ([CLS]): the summary
+    token whose fused state the classifier head reads. The content words' mean would point at
+    the object a question names, which for "what colour is the shape left of the square?"
+    is not the object the answer is about."""
+    return select_map(maps, layer=0, head=None, token=0)
 
 
 def peak_location(grid_map: np.ndarray) -> tuple[float, float]:

@@ -9,8 +9,9 @@
 - caption_score: object-mention recall: the share of objects whose full
   "size colour shape" phrase appears in the generated caption (caption_metric says so);
 - pointing_accuracy: on questions about one object, the share where the peak of the
-  fusion layer's cross-attention (heads and content tokens averaged) falls inside
-  that object's ground-truth box.
+  fusion layer's cross-attention from [CLS] (heads averaged; `attention_maps.pointing_map`)
+  falls inside the box of the object the answer is about (for a spatial question, the
+  object on that side of the named one).
 Everything runs through the public `Backbone` API, so the figures are what a user gets.
 """
 

@@ -26,6 +26,7 @@ class Question:
     referent: int | None = None  # index into scene.objects
     phrase: str | None = None  # the words in `text` that name an object ("red circle", "square")
     phrase_object: int | None = None  # the object that phrase names (the referent, or a spatial question's anchor)
+    relation: str | None = None  # a spatial question's side word ("left", "right"): it points from the anchor to the referent
 
 
 TEMPLATES: dict[str, list[str]] = {
@@ -232,7 +233,7 @@ def ask_spatial(scene: Scene, rng, family: str) -> Question | None:
     if ref is None:
         return None
     answer = getattr(scene.objects[target], attribute)
-    return Question(_choice(rng, TEMPLATES[family]).format(side=side, r=ref), answer, family, target, ref, anchor)
+    return Question(_choice(rng, TEMPLATES[family]).format(side=side, r=ref), answer, family, target, ref, anchor, relation=side)
 
 
 def ask(scene: Scene, rng, family: str) -> Question | None:

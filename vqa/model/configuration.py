@@ -62,7 +62,9 @@ class ShapesVLPConfig(PretrainedConfig):
         self.decoder_layers = decoder_layers
         self.max_text_length = max_text_length
         self.itc_dim = itc_dim
-        self.patch_attributes = dict(patch_attributes or {"color": 12, "shape": 8, "size": 2})
+        # Sorted by name: the patch head's output is split in this order, and save_pretrained writes
+        # the config with sorted keys, so any other order would change meaning across a save/load.
+        self.patch_attributes = dict(sorted((patch_attributes or {"color": 12, "shape": 8, "size": 2}).items()))
         self.layer_norm_eps = layer_norm_eps
         self.dropout = dropout
         self.initializer_range = initializer_range

@@ -10,6 +10,9 @@ Three task checkpoints share that design:
 - `BlipForImageTextRetrieval`: image-text matching (ITM, through the cross-attending text
   encoder) and contrastive similarity (ITC, the two unimodal [CLS] embeddings).
 
+The image encoder's self-attention runs through PyTorch's fused `scaled_dot_product_attention`
+(`BlipVisionSdpaAttention`): transformers 5.23's BLIP computes it with separate matmuls.
+
 The image encoding (`vision_model`'s last hidden state) is computed once per image and reused:
 `BlipForQuestionAnswering.generate` would recompute it on every call, so the generation
 recipe is spelled out here around the cached encoding (same calls, same order).
@@ -24,8 +27,10 @@ way generation reuses cross-attention keys and values between decoding steps.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.models.blip.modeling_blip import BlipAttention
 
 from vqa.backbones.hub.common import (
     DEFAULT_CANDIDATES_NOTE,
@@ -50,6 +55,31 @@ from vqa.results import Answer, AttentionMaps, Caption
 CROSS_CACHE_ENTRIES = 4
 
 
+class BlipVisionSdpaAttention(BlipAttention):
+    """BLIP's image-encoder attention, computed by PyTorch's fused `scaled_dot_product_attention`.
+
+    Same weights and result as `BlipAttention` (which has no SDPA path in transformers 5.23) but
+    without materialising the (heads, 577, 577) score and probability tensors of BLIP-base in
+    separate steps; bench/bench_hub_blip.py measures the difference. It returns no attention
+    weights: the app's maps are the text encoder's cross-attention, not the image encoder's.
+    """
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, None]:
+        batch, length, embed_dim = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, head_dim)
+        context = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], dropout_p=self.dropout.p if self.training else 0.0, scale=self.scale,
+        )  # (B, heads, T, head_dim)
+        return self.projection(context.transpose(1, 2).reshape(batch, length, embed_dim)), None
+
+
+def use_sdpa_vision_attention(vision_model: torch.nn.Module) -> None:
+    """Switch every `BlipAttention` of the image encoder to `BlipVisionSdpaAttention` in place (weights untouched)."""
+    for module in vision_model.modules():
+        if type(module) is BlipAttention:
+            module.__class__ = BlipVisionSdpaAttention
+
+
 class BlipBackbone(HubBackbone):
     """What the three BLIP heads share: the cached image encoding and the cross-attention maps."""
 
@@ -58,6 +88,7 @@ class BlipBackbone(HubBackbone):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        use_sdpa_vision_attention(self.model.vision_model)
         # Per image: 2 × layers × (1+N) × hidden floats, about 42 MB at BLIP-base size, so fewer entries
         # than the image-encoding cache (the encoding itself is 1/24 of that).
         self.cross_keys_values = ImageEncodingCache(max_entries=CROSS_CACHE_ENTRIES)
