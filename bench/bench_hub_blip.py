@@ -100,7 +100,9 @@ def main() -> None:
               f"in {time.perf_counter() - start:.0f} s")
         backbone = load_hub_backbone(str(folder))
         processor = BlipProcessor.from_pretrained(folder)
-        model = backbone.model  # the plain recipe runs on the very same weights
+        # The plain recipe as the model card writes it: transformers' own model class on the same weights
+        # (not backbone.model, whose image encoder this API switched to fused attention).
+        model = BlipForQuestionAnswering.from_pretrained(folder).eval()
         image, (q1, q2) = scene(), QUESTIONS
         n = args.max_new_tokens
 
