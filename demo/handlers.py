@@ -177,8 +177,18 @@ def head_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
     return [("mean over heads", "mean")] + [(f"head {h}", str(h)) for h in range(maps.num_heads)]
 
 
+# The Word menu's default: the text's first token when it is [CLS], whose fused state the classifier
+# head reads, so its map shows where the answer came from. Measured on the embedded model (test split,
+# pointing accuracy): its peak falls on the answer's object 0.790 of the time, the mean over the
+# question's words 0.674 (for "the shape left of the square" the words look at the square).
+# A model whose first token is something else starts on all question words.
+SUMMARY_TOKEN = "0:[CLS]"
+SUMMARY_TOKEN_LABEL = "[CLS] (summary)"
+
+
 def token_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
-    return [("all question words", "all")] + [(f"{i} · {t}", f"{i}:{t}") for i, t in enumerate(maps.tokens)]
+    words = [(SUMMARY_TOKEN_LABEL if f"{i}:{t}" == SUMMARY_TOKEN else f"{i} · {t}", f"{i}:{t}") for i, t in enumerate(maps.tokens)]
+    return [("all question words", "all")] + words
 
 
 def _choice(value: Any, choices: list[tuple[str, str]], default: str) -> str:
@@ -200,7 +210,11 @@ def _token_index(maps: vqa.AttentionMaps, token: str | None) -> int | None:
 def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "first", head: str = "mean", token: str = "all", method: str = "attention") -> tuple[Image.Image, str]:
     """The heatmap for one choice of layer / head / token / method, and a sentence describing it."""
     t = _token_index(maps, token)
-    word = "all question words" if t is None else f"the word “{maps.tokens[t]}”"
+    word = (
+        "all question words" if t is None
+        else "[CLS], the summary token the classifier answers from" if f"{t}:{maps.tokens[t]}" == SUMMARY_TOKEN
+        else f"the word “{maps.tokens[t]}”"
+    )
     if method == "rollout":
         grid_map = rollout(maps, token=t)
         what = f"attention rollout through all fusion layers (heads averaged), from {word}"
@@ -298,7 +312,7 @@ class Handlers:
 
     # ----- Attention ---------------------------------------------------------------------
     @user_errors
-    def explain(self, image, question, layer="first", head="mean", token="all", method="attention"):
+    def explain(self, image, question, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention"):
         """Where the model looked. Returns (heatmap, layers×heads grid, colour bar, description, note,
         state for re-drawing, layer / head / token dropdown updates)."""
         pil = load_image(image)
@@ -319,7 +333,7 @@ class Handlers:
         )
 
     @user_errors
-    def redraw_attention(self, state, layer="first", head="mean", token="all", method="attention"):
+    def redraw_attention(self, state, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention"):
         """Re-draw from the maps already computed (no model call) when a control changes."""
         if not state:
             return gr.skip(), gr.skip(), gr.skip()

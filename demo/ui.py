@@ -14,6 +14,8 @@ import gradio as gr
 from demo.handlers import (
     CAPTION_DECODINGS,
     DECODINGS,
+    SUMMARY_TOKEN,
+    SUMMARY_TOKEN_LABEL,
     Handlers,
     colorbar_image,
     model_choices,
@@ -137,13 +139,13 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                         caption_note = gr.Markdown(label="Caption details")
 
                     with gr.Tab("Attention", id="attention"):
-                        _help("Where did the answer come from? Bright areas got the most attention from the question's words in the fusion layers.")
+                        _help("Where did the answer come from? Bright areas got the most attention. By default: from [CLS], the summary the classifier answers from; pick a word to see what it looked at.")
                         explain_button = gr.Button("Show attention", variant="primary", elem_id="explain-button")
                         with gr.Row():
                             method = gr.Radio([("one layer", "attention"), ("rollout (all layers)", "rollout")], value="attention", label="Method")
                             layer = gr.Dropdown([("first fusion layer", "first"), ("last fusion layer", "last"), ("mean over layers", "mean")], value="first", label="Layer", allow_custom_value=True)
                             head = gr.Dropdown([("mean over heads", "mean")], value="mean", label="Head", allow_custom_value=True)
-                            token = gr.Dropdown([("all question words", "all")], value="all", label="Word", allow_custom_value=True)
+                            token = gr.Dropdown([("all question words", "all"), (SUMMARY_TOKEN_LABEL, SUMMARY_TOKEN)], value=SUMMARY_TOKEN, label="Word", allow_custom_value=True)
                         with gr.Row(equal_height=False):
                             heatmap = gr.Image(label="Heatmap", format="png", interactive=False, height=340, buttons=["fullscreen", "download"], elem_id="heatmap", elem_classes="vqa-heat")
                             with gr.Column():

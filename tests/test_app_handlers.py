@@ -151,6 +151,8 @@ def test_explain_outputs_images(handlers, image_path):
     assert note  # the AttentionMaps.note is shown
     assert state["maps"].cross.ndim == 5
     assert ("all question words", "all") in tokens["choices"]
+    # by default the map of [CLS], the token the classifier reads: where the answer came from
+    assert tokens["value"] == "0:[CLS]" and "[CLS], the summary token the classifier answers from" in text
     assert ("mean over heads", "mean") in heads["choices"]
     token_values = [v for _, v in tokens["choices"]]
     assert "5:square" in token_values
