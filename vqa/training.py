@@ -85,9 +85,9 @@ class TrainConfig:
     patch_object_weight: float = 10.0
     # Three options aimed at the spatial families, all off in the presets. Measured, `full` preset with
     # 1,600 joint steps, 451 val questions (the shipped recipe: 0.92 val accuracy, spatial 0.70 / 0.66):
-    # - position_attributes + relation_grounding: spatial rose to 1.0 / 1.0, but questions that name
-    #   their object by colour alone fell ("what shape is the red object?" 0.53 at joint step 750,
-    #   where the shipped recipe had 1.0; "is there a red shape?" 0.77);
+    # - position_attributes + relation_grounding (stopped at joint step 750): spatial 0.98 / 1.0 by joint
+    #   step 600, but questions that name their object by colour alone fell ("what shape is the red
+    #   object?" 0.53 at joint step 750, where the shipped recipe had 0.95; "is there a red shape?" 0.77);
     # - all three (cls_grounding too): spatial 1.0, pointing 0.87, but the shape family 0.60,
     #   existence 0.80, counting 0.77: val accuracy 0.86. Wrong answers there were the shape of another
     #   object in the scene: the model had traded one way of finding the object for the other.
