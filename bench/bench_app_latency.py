@@ -128,8 +128,6 @@ class GradioClient:
         self.client.close()
 
 
-# /ask's optional inputs at the UI's defaults: top-k, decoding, beams, top-p, temperature, max new tokens
-ASK_DEFAULTS = [5, "greedy", 3, 0.9, 1.0, 8]
 class PlainHTTPGradioClient(GradioClient):
     """gradio_client with ssl_verify=False. With the default, every upload and every queue join
     builds a new TLS context (loading the CA bundle) even for a plain http:// URL: measured on this
@@ -139,6 +137,8 @@ class PlainHTTPGradioClient(GradioClient):
     ssl_verify = False
 
 
+# /ask's optional inputs at the UI's defaults: top-k, decoding, beams, top-p, temperature, max new tokens
+ASK_DEFAULTS = [5, "greedy", 3, 0.9, 1.0, 8]
 CLIENTS = {"gradio_client": GradioClient, "gradio_client-no-tls-check": PlainHTTPGradioClient, "raw-http": RawHTTPClient}
 
 

@@ -53,10 +53,9 @@ class ModelManager:
         serve: the quantization scheme requests are answered with ("default": $VQA_QUANTIZE or int8; None: full precision)."""
         self.source = str(source) if source else vqa.default_model()
         self.serving_scheme = None if backbone is not None else default_serving_scheme() if serve == "default" else normalise_scheme(serve)
-        self.served_scheme: str | None = None  # what the served model really is (None when it fell back to full precision)
-        self.serving_note: str | None = None  # why it fell back, for the Model tab
+        self.serving_note: str | None = None  # why the served model fell back to full precision, for the Model tab
         self._backbone = backbone
-        self._full_precision = backbone
+        self._full_precision: Backbone | None = None  # the fp32 copy of a quantized served model, loaded on demand
         self.load_error: str | None = None
         self.load_seconds: float | None = None
         self._state_lock = threading.Lock()  # guards the fields above and the caches; held for microseconds
@@ -70,6 +69,12 @@ class ModelManager:
     def loaded(self) -> bool:
         return self._backbone is not None
 
+    @property
+    def served_scheme(self) -> str | None:
+        """The quantization the served model really has (None: full precision, also after a fallback)."""
+        backbone = self._backbone
+        return backbone.quantization if backbone is not None else None
+
     def current(self) -> Backbone:
         """The model to use for this request; loads it on first use (raises ModelLoadError if it can't)."""
         backbone = self._backbone
@@ -77,31 +82,30 @@ class ModelManager:
             return backbone
         with self._load_lock:
             if self._backbone is None:  # nobody loaded it while we waited
-                self._backbone = self._load_served(self.source, None)
+                self._backbone, self.serving_note = self._load_served(self.source, None)
             return self._backbone
 
     def full_precision(self, progress: ProgressFn | None = None) -> Backbone:
         """The current model in full precision: the reference the Quantization tab compares against."""
         served = self.current()
-        if self.served_scheme is None:
+        if served.quantization is None:
             return served
         with self._load_lock:
             if self._full_precision is None:
                 self._full_precision = self._load(self.source, None, progress)
             return self._full_precision
 
-    def _load_served(self, source: str, progress: ProgressFn | None) -> Backbone:
-        """`source` quantized with the serving scheme, or in full precision where that scheme can't apply.
-        Records the load time, or the error for the page when even full precision fails."""
+    def _load_served(self, source: str, progress: ProgressFn | None) -> tuple[Backbone, str | None]:
+        """`source` quantized with the serving scheme, or in full precision where that scheme can't apply:
+        (backbone, why it fell back or None). Records the load time, or the error for the page when
+        even full precision fails."""
         start = time.perf_counter()
-        self.served_scheme, self.serving_note = None, None
-        backbone = None
+        backbone, note = None, None
         if self.serving_scheme is not None:
             try:
                 backbone = self._load(source, self.serving_scheme, progress)
-                self.served_scheme = self.serving_scheme
             except vqa.VQAError as exc:  # e.g. no int8 engine in this PyTorch build; a missing model fails again below
-                self.serving_note = f"Served in full precision: {self.serving_scheme} did not load ({exc})"
+                note = f"Served in full precision: {self.serving_scheme} did not load ({exc})"
                 log.warning("Could not load %s with %s (%s); trying full precision", source, self.serving_scheme, exc)
         if backbone is None:
             try:
@@ -109,10 +113,9 @@ class ModelManager:
             except vqa.VQAError as exc:
                 self.load_error = str(exc)
                 raise
-            self._full_precision = backbone
         self.load_error = None
         self.load_seconds = time.perf_counter() - start
-        return backbone
+        return backbone, note
 
     def preload(self) -> bool:
         """Load the default model now (at startup) so the first visitor does not wait; False if it failed.
@@ -128,15 +131,10 @@ class ModelManager:
         """Switch every user to another model. If loading fails the current model stays and the error is raised."""
         name_or_path = str(name_or_path).strip()
         with self._load_lock:
-            previous = (self.served_scheme, self.serving_note, self._full_precision)
-            self._full_precision = None
-            try:
-                backbone = self._load_served(name_or_path, progress)
-            except Exception:
-                self.served_scheme, self.serving_note, self._full_precision = previous
-                raise
+            backbone, note = self._load_served(name_or_path, progress)
             with self._state_lock:
-                self._backbone = backbone
+                self._backbone, self.serving_note = backbone, note
+                self._full_precision = None  # the old model's
                 self.source = name_or_path
                 self._quantized.clear()  # copies of the old model
             return backbone
@@ -178,7 +176,7 @@ class ModelManager:
         """Schemes whose copy of the current model is already in memory (the served one included)."""
         with self._state_lock:
             cached = [scheme for (source, scheme) in self._quantized if source == self.source]
-        if self._backbone is not None and self.served_scheme is not None:
+        if self.served_scheme is not None:
             cached.append(self.served_scheme)
         return cached
 

@@ -18,10 +18,9 @@ splits stay unseen. One step optimises all of the model's objectives at once:
 - word-region alignment: in the fusion layer, the words of each object phrase (in a
   matching caption, and the phrase a question names its object by) attend to that
   object's patches: UNITER's WRA and GLIP's word-region grounding, here with the
-  generator's masks. Measured: with caption phrases
-  alone, 300 steps still left VQA on its prior. Because of this objective, pointing
-  accuracy on held-out questions measures how well a trained grounding generalises, not
-  an emergent one.
+  generator's masks. Measured: with caption phrases alone, 300 steps still left VQA on
+  its prior. Because of this objective, pointing accuracy on held-out questions measures
+  how well a trained grounding generalises, not an emergent one.
 
 Two phases. Perception first: for `vision_warmup_steps` only the vision tower and the
 patch head train, on the patch-attribute objective (the role a pretrained object detector
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vqa.attention_maps import peak_location
 from vqa.data.scenes import render_object_map
 from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import make_example
@@ -392,11 +392,11 @@ def quick_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_
         image_embeds, _ = model.encode_image(pixels)
         q = processor.text([x.text for x in ex.questions])
         out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds.expand(len(ex.questions), -1, -1), output_attentions=True)
-        peaks = out.cross_attentions[0][:, :, 0, 1:].mean(1).argmax(-1)  # (Q,) hottest patch of [CLS], heads averaged
-        for x, peak in zip(ex.questions, peaks.tolist()):
+        cls_maps = out.cross_attentions[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid)  # (Q, grid, grid) [CLS], heads averaged
+        for x, cls_map in zip(ex.questions, cls_maps.numpy()):
             if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
                 x0, y0, x1, y1 = ex.scene.objects[x.referent].box
-                px, py = (peak % grid + 0.5) / grid, (peak // grid + 0.5) / grid
+                px, py = peak_location(cls_map)
                 pointed += x0 <= px <= x1 and y0 <= py <= y1
                 pointing_total += 1
         predicted = [model.config.id2label[i] for i in out.answer_logits.argmax(-1).tolist()]
