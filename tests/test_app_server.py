@@ -60,6 +60,18 @@ def test_ask_needs_only_image_and_question(client, image_path):
     assert "agree" in badge
 
 
+def test_ask_from_a_client_with_one_shared_tls_context(server, image_path):
+    """The README's recommended client setup (one verifying SSLContext for all requests) works."""
+    import ssl
+
+    import certifi
+    from gradio_client import Client, handle_file
+
+    client = Client(server[1], verbose=False, ssl_verify=ssl.create_default_context(cafile=certifi.where()))
+    classifier, generative, *_ = client.predict(handle_file(image_path), QUESTION, api_name="/ask")
+    assert classifier["label"] and generative["label"]
+
+
 def test_ask_with_decoding_options(client, image_path):
     from gradio_client import handle_file
 
