@@ -55,6 +55,23 @@ def test_sdpa_path_matches_explicit_attention(inputs):
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("output_attentions", [False, True])
+def test_questions_sharing_an_image_match_one_copy_per_question(inputs, output_attentions):
+    """image_index (several questions, one image's keys/values) gives what copying the image per question gives."""
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    pixels, ids, mask = inputs
+    image_index = torch.tensor([1, 0, 1, 1])  # four questions about two images
+    ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
+    with torch.no_grad():
+        image_embeds, _ = model.encode_image(pixels)
+        shared = model(input_ids=ids, attention_mask=mask, image_embeds=image_embeds, image_index=image_index, output_attentions=output_attentions)
+        copied = model(input_ids=ids, attention_mask=mask, image_embeds=image_embeds[image_index], output_attentions=output_attentions)
+    torch.testing.assert_close(shared.answer_logits, copied.answer_logits)
+    torch.testing.assert_close(shared.question_embeds, copied.question_embeds)
+    if output_attentions:
+        torch.testing.assert_close(shared.cross_attentions[0], copied.cross_attentions[0])
+
+
 @pytest.mark.parametrize("fusion_layer", [0, 1, 2])
 def test_fusion_layer_decides_which_layers_cross_attend(inputs, fusion_layer):
     config = tiny_config(fusion_layer=fusion_layer)

@@ -327,9 +327,9 @@ def perception_losses(model: ShapesVLPForVQA, batch: dict, tc: TrainConfig) -> d
 
 def compute_losses(model: ShapesVLPForVQA, batch: dict, tc: TrainConfig) -> dict[str, torch.Tensor]:
     image_embeds, _ = model.encode_image(batch["pixel_values"])  # (B_img, 1+N, H)
-    per_question = image_embeds[batch["image_index"]]  # (B_q, 1+N, H)
     q = batch["question"]
-    out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=per_question, output_attentions=True)
+    # each image's keys/values are projected once and shared by its questions_per_image questions
+    out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, image_index=batch["image_index"], output_attentions=True)
     losses = {"classifier": F.cross_entropy(out.answer_logits, batch["answer_ids"])}
 
     answer = batch["answer_decoder"]
@@ -355,10 +355,10 @@ def compute_losses(model: ShapesVLPForVQA, batch: dict, tc: TrainConfig) -> dict
         weights = similarity.float().softmax(dim=1).fill_diagonal_(0) + 1e-6
         weights.fill_diagonal_(0)
         negatives = torch.multinomial(weights, 1).squeeze(1)  # (n,)
-    itm_images = torch.cat([sub_images, sub_images])  # (2n, 1+N, H)
+    itm_image_index = torch.cat([targets, targets])  # (2n,): each image with its caption, then with a negative
     itm_ids = torch.cat([text["input_ids"], text["input_ids"][negatives]])
     itm_mask = torch.cat([text["attention_mask"], text["attention_mask"][negatives]])
-    itm_out = model(input_ids=itm_ids, attention_mask=itm_mask, image_embeds=itm_images, output_attentions=True)
+    itm_out = model(input_ids=itm_ids, attention_mask=itm_mask, image_embeds=sub_images, image_index=itm_image_index, output_attentions=True)
     itm_logits = itm_out.itm_logits  # (2n, 2)
     itm_targets = torch.cat([torch.ones(n), torch.zeros(n)]).long().to(itm_logits.device)
     losses["itm"] = F.cross_entropy(itm_logits, itm_targets)
@@ -391,7 +391,8 @@ def quick_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_
         pixels = processor.images([ex.image])
         image_embeds, _ = model.encode_image(pixels)
         q = processor.text([x.text for x in ex.questions])
-        out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds.expand(len(ex.questions), -1, -1), output_attentions=True)
+        same_image = torch.zeros(len(ex.questions), dtype=torch.long)  # (Q,): every question is about image 0
+        out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, image_index=same_image, output_attentions=True)
         cls_maps = out.cross_attentions[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid)  # (Q, grid, grid) [CLS], heads averaged
         for x, cls_map in zip(ex.questions, cls_maps.numpy()):
             if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:

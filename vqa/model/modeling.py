@@ -51,16 +51,21 @@ class Attention(nn.Module):
         # single out a few of the image's patches early in training instead of averaging them all.
         self.log_scale = nn.Parameter(torch.full((self.num_heads, 1, 1), math.log(10.0)))
 
-    def forward(self, x, context=None, key_mask=None, causal=False, output_attentions=False):
-        # x: (B, T, H); context: (B, S, H) or None; key_mask: (B, S) bool, True = may be attended to
+    def forward(self, x, context=None, key_mask=None, causal=False, output_attentions=False, context_index=None):
+        # x: (B, T, H); context: (B_ctx, S, H) or None; key_mask: (B_ctx, S) bool, True = may be attended to.
+        # context_index: (B,) the context row each row of x attends to, or None when B_ctx == B. Several
+        # questions about one image then share its key/value projections instead of each projecting a copy.
         context = x if context is None else context
         B, T, _ = x.shape
-        S = context.shape[1]
+        B_ctx, S, _ = context.shape
         q = self.query(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
-        k = self.key(context).view(B, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, S, D)
-        v = self.value(context).view(B, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, S, D)
+        k = self.key(context).view(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
+        v = self.value(context).view(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
         q = F.normalize(q, dim=-1) * self.log_scale.clamp(max=math.log(100.0)).exp()  # (B, heads, T, D), scale folded into q
         k = F.normalize(k, dim=-1)
+        if context_index is not None:
+            k, v = k[context_index], v[context_index]  # (B, heads, S, D)
+            key_mask = None if key_mask is None else key_mask[context_index]  # (B, S)
         mask = None
         if key_mask is not None:
             mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, S)
@@ -106,14 +111,15 @@ class TransformerLayer(nn.Module):
         self.norm_mlp = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, mask=None, context=None, context_mask=None, causal=False, output_attentions=False):
-        # x: (B, T, H); context: (B, S, H) or None
+    def forward(self, x, mask=None, context=None, context_mask=None, causal=False, output_attentions=False, context_index=None):
+        # x: (B, T, H); context: (B_ctx, S, H) or None; context_index: see Attention
         attended, self_weights = self.self_attention(self.norm_self(x), key_mask=mask, causal=causal, output_attentions=output_attentions)
         x = x + attended
         cross_weights = None
         if self.cross_attention is not None and context is not None:
             attended, cross_weights = self.cross_attention(
-                self.norm_cross(x), context=context, key_mask=context_mask, output_attentions=output_attentions
+                self.norm_cross(x), context=context, key_mask=context_mask, output_attentions=output_attentions,
+                context_index=context_index,
             )
             x = x + attended
         x = x + self.mlp(self.norm_mlp(x))
@@ -206,12 +212,14 @@ class TextEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, input_ids, attention_mask, image_embeds=None, image_mask=None, output_attentions=False):
+    def forward(self, input_ids, attention_mask, image_embeds=None, image_mask=None, output_attentions=False, image_index=None):
+        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
         x = self.embeddings(input_ids)  # (B, T, H)
         self_attentions, cross_attentions = [], []
         for layer in self.layers:
             x, self_weights, cross_weights = layer(
-                x, mask=attention_mask, context=image_embeds, context_mask=image_mask, output_attentions=output_attentions
+                x, mask=attention_mask, context=image_embeds, context_mask=image_mask, output_attentions=output_attentions,
+                context_index=image_index,
             )
             self_attentions.append(self_weights)
             if layer.cross_attention is not None:
@@ -316,7 +324,7 @@ class ShapesVLPOutput(ModelOutput):
     answer_logits: torch.FloatTensor | None = None  # (B, num_answers)
     itm_logits: torch.FloatTensor | None = None  # (B, 2): [no match, match]
     question_embeds: torch.FloatTensor | None = None  # (B, T, H) fused question states
-    image_embeds: torch.FloatTensor | None = None  # (B, 1+N, H)
+    image_embeds: torch.FloatTensor | None = None  # (B_img, 1+N, H)
     vision_attentions: tuple | None = None  # per vision layer (B, heads, 1+N, 1+N)
     text_attentions: tuple | None = None  # per text layer (B, heads, T, T)
     cross_attentions: tuple | None = None  # per fused text layer (B, heads, T, 1+N)
@@ -346,16 +354,21 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
         """(B, C, S, S) pixels -> (B, 1+N, H) patch embeddings with [CLS] first."""
         return self.vision_model(pixel_values, output_attentions=output_attentions)
 
-    def encode_question(self, input_ids, attention_mask, image_embeds, output_attentions=False) -> TextEncoderOutput:
-        """Question tokens fused with the image through the cross-attention layers."""
-        image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B, 1+N)
-        return self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds, image_mask=image_mask, output_attentions=output_attentions)
+    def encode_question(self, input_ids, attention_mask, image_embeds, output_attentions=False, image_index=None) -> TextEncoderOutput:
+        """Question tokens fused with the image through the cross-attention layers.
+        image_embeds: (B_img, 1+N, H); image_index: (B,) which image each question is about, so that
+        several questions about one image share its projections (None: one image per question)."""
+        image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B_img, 1+N)
+        return self.text_encoder(
+            input_ids, attention_mask, image_embeds=image_embeds, image_mask=image_mask, output_attentions=output_attentions, image_index=image_index
+        )
 
-    def forward(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None, output_attentions=False, return_dict=True):
+    def forward(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None, output_attentions=False, return_dict=True, image_index=None):
+        # image_index: (B,) the image (row of pixel_values / image_embeds) each question is about; None: row i for question i
         vision_attentions = None
         if image_embeds is None:
             image_embeds, vision_attentions = self.encode_image(pixel_values, output_attentions=output_attentions)
-        fused = self.encode_question(input_ids, attention_mask, image_embeds, output_attentions=output_attentions)
+        fused = self.encode_question(input_ids, attention_mask, image_embeds, output_attentions=output_attentions, image_index=image_index)
         cls = fused.last_hidden_state[:, 0]  # (B, H) fused [CLS]
         return ShapesVLPOutput(
             answer_logits=self.vqa_head(cls),
