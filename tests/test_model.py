@@ -72,6 +72,23 @@ def test_questions_sharing_an_image_match_one_copy_per_question(inputs, output_a
         torch.testing.assert_close(shared.cross_attentions[0], copied.cross_attentions[0])
 
 
+def test_fused_projections_give_the_same_outputs(inputs):
+    """fuse_projections (used before int8 quantization) changes how the projections are computed, not the answers."""
+    model = ShapesVLPForVQA(tiny_config()).eval()
+    with torch.no_grad():
+        before = model(*inputs, output_attentions=True)
+        for module in model.modules():
+            if hasattr(module, "self_attention"):
+                module.self_attention.fuse_projections(cross_attention=False)
+                if module.cross_attention is not None:
+                    module.cross_attention.fuse_projections(cross_attention=True)
+        after = model(*inputs, output_attentions=True)
+    assert not any(name.endswith(".key") for name, _ in model.named_modules())
+    torch.testing.assert_close(after.answer_logits, before.answer_logits)
+    torch.testing.assert_close(after.cross_attentions[0], before.cross_attentions[0])
+    torch.testing.assert_close(after.text_attentions[0], before.text_attentions[0])
+
+
 @pytest.mark.parametrize("fusion_layer", [0, 1, 2])
 def test_fusion_layer_decides_which_layers_cross_attend(inputs, fusion_layer):
     config = tiny_config(fusion_layer=fusion_layer)

@@ -13,6 +13,7 @@ from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
 from vqa.errors import ModelLoadError, UnsupportedError
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
+from vqa.model.modeling import TransformerLayer
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.quantization import (
     SCHEME_LABELS,
@@ -62,11 +63,17 @@ def quantize_int8(model: ShapesVLPForVQA, processor: ShapesVLPProcessor) -> None
     """The "int8" scheme for this model, in place: dynamic int8 for every linear layer, and static
     int8 for the convolutional stem, which dynamic quantization leaves in fp32 although it is about
     half the work of encoding an image. Its activation ranges are calibrated on generated training
-    scenes (the data the model was trained on), the same ones every time."""
+    scenes (the data the model was trained on), the same ones every time. Before quantizing, each
+    attention layer's projections that read the same input are merged into one linear layer."""
     images = [make_example("train", index, image_size=model.config.image_size).image for index in range(CALIBRATION_IMAGES)]
     batches = [processor.images(images[i : i + 8]) for i in range(0, len(images), 8)]  # (8, C, S, S) each
     stem = model.vision_model.stem
     stem.layers = static_int8_convolutions(stem.layers, batches)
+    for layer in model.modules():
+        if isinstance(layer, TransformerLayer):  # fewer, larger int8 matrix multiplies
+            layer.self_attention.fuse_projections(cross_attention=False)
+            if layer.cross_attention is not None:
+                layer.cross_attention.fuse_projections(cross_attention=True)
     dynamic_int8(model)
 
 
@@ -197,7 +204,8 @@ class EmbeddedBackbone(Backbone):
             return []
         if self.quantization == "int8":
             return [
-                "int8: every linear layer uses dynamic int8; the convolutional stem uses static int8 calibrated on "
+                "int8: every linear layer uses dynamic int8 (each attention layer's query/key/value projections merged "
+                "into one); the convolutional stem uses static int8 calibrated on "
                 f"{CALIBRATION_IMAGES} generated training scenes (its GELUs and the layer norms stay in fp32)."
             ]
         return [f"Kept in full precision by bitsandbytes: {', '.join(FULL_PRECISION_MODULES)}."]

@@ -50,6 +50,31 @@ class Attention(nn.Module):
         # per-head scale sets how peaked attention may be. Starting at scale 10 lets a word
         # single out a few of the image's patches early in training instead of averaging them all.
         self.log_scale = nn.Parameter(torch.full((self.num_heads, 1, 1), math.log(10.0)))
+        self.fused = None  # see fuse_projections
+
+    def fuse_projections(self, cross_attention: bool) -> None:
+        """Merge the projections that read the same input into one linear layer: query, key and value
+        in self-attention, key and value in cross-attention. The results are the same; there are fewer,
+        larger matrix multiplies. This pays under dynamic int8, where every linear call first quantizes
+        its input: measured 12.8 -> 12.1 ms per classifier answer (fp32 unchanged, 18.0 / 18.2 ms).
+        Applied when quantizing; the trained weights keep the separate layers."""
+        names = ("key", "value") if cross_attention else ("query", "key", "value")
+        parts = [getattr(self, name) for name in names]
+        fused = nn.Linear(parts[0].in_features, sum(part.out_features for part in parts), device=parts[0].weight.device)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([part.weight for part in parts]))  # (len(names) * H, H)
+            fused.bias.copy_(torch.cat([part.bias for part in parts]))
+        for name in names:
+            delattr(self, name)
+        self.fused = fused
+
+    def project(self, x, context):
+        """Queries from x, keys and values from context: each (B, T or S, H)."""
+        if self.fused is None:
+            return self.query(x), self.key(context), self.value(context)
+        if hasattr(self, "query"):  # cross-attention: only keys and values share an input
+            return (self.query(x), *self.fused(context).chunk(2, dim=-1))
+        return self.fused(x).chunk(3, dim=-1)
 
     def forward(self, x, context=None, key_mask=None, causal=False, output_attentions=False, context_index=None):
         # x: (B, T, H); context: (B_ctx, S, H) or None; key_mask: (B_ctx, S) bool, True = may be attended to.
@@ -58,9 +83,10 @@ class Attention(nn.Module):
         context = x if context is None else context
         B, T, _ = x.shape
         B_ctx, S, _ = context.shape
-        q = self.query(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
-        k = self.key(context).view(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
-        v = self.value(context).view(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
+        q, k, v = self.project(x, context)
+        q = q.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
+        k = k.reshape(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
+        v = v.reshape(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
         q = F.normalize(q, dim=-1) * self.log_scale.clamp(max=math.log(100.0)).exp()  # (B, heads, T, D), scale folded into q
         k = F.normalize(k, dim=-1)
         if context_index is not None:
