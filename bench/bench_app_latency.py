@@ -7,7 +7,7 @@ Starts `python app.py` on a free loopback port in a subprocess (the real server,
 its real queue and concurrency settings), then sends `--requests` /ask calls (image
 upload + classifier + generative head, exactly what the Ask button does) at each
 concurrency level: 1 client, then 8 clients at once (each client is its own session).
-It does so with four clients: gradio_client as it comes; gradio_client handed one TLS context
+It does so with four kinds of client: gradio_client as it comes; gradio_client handed one TLS context
 for all its requests (the figure the project targets: certificates still checked, the CA bundle
 loaded once); gradio_client with ssl_verify=False; and plain HTTP requests (upload, call, event
 stream: what the browser page does), which shows how much of the time is the server's and how
