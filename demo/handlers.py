@@ -186,8 +186,12 @@ SUMMARY_TOKEN = "0:[CLS]"
 SUMMARY_TOKEN_LABEL = "[CLS] (summary)"
 
 
+def _is_summary_token(maps: vqa.AttentionMaps, index: int) -> bool:
+    return f"{index}:{maps.tokens[index]}" == SUMMARY_TOKEN
+
+
 def token_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
-    words = [(SUMMARY_TOKEN_LABEL if f"{i}:{t}" == SUMMARY_TOKEN else f"{i} · {t}", f"{i}:{t}") for i, t in enumerate(maps.tokens)]
+    words = [(SUMMARY_TOKEN_LABEL if _is_summary_token(maps, i) else f"{i} · {t}", f"{i}:{t}") for i, t in enumerate(maps.tokens)]
     return [("all question words", "all")] + words
 
 
@@ -212,7 +216,7 @@ def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "fi
     t = _token_index(maps, token)
     word = (
         "all question words" if t is None
-        else "[CLS], the summary token the classifier answers from" if f"{t}:{maps.tokens[t]}" == SUMMARY_TOKEN
+        else "[CLS], the summary token the classifier answers from" if _is_summary_token(maps, t)
         else f"the word “{maps.tokens[t]}”"
     )
     if method == "rollout":

@@ -78,6 +78,13 @@ def peak_location(grid_map: np.ndarray) -> tuple[float, float]:
     return (col + 0.5) / gw, (row + 0.5) / gh
 
 
+def peak_inside(grid_map: np.ndarray, box) -> bool:
+    """Whether the hottest patch's centre falls inside `box` (x0, y0, x1, y1 as fractions of the
+    image): one pointing hit, as `pointing_accuracy` counts them."""
+    x, y = peak_location(grid_map)
+    return bool(box[0] <= x <= box[2] and box[1] <= y <= box[3])
+
+
 def _normalise(grid_map: np.ndarray) -> np.ndarray:
     lo, hi = float(grid_map.min()), float(grid_map.max())
     return (grid_map - lo) / (hi - lo) if hi > lo else np.zeros_like(grid_map)

@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from typing import Iterable
 
-from vqa.attention_maps import peak_location, pointing_map
+from vqa.attention_maps import peak_inside, pointing_map
 from vqa.backbones.base import Backbone
 from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import SPLIT_SCENES, iter_split, read_jsonl
@@ -94,8 +94,7 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
             per_family[family][head] += score
         box = record.get("referent_box")
         if pointing and box and family in SINGLE_REFERENT_FAMILIES and "explain" in backbone.capabilities:
-            x, y = peak_location(pointing_map(backbone.explain(image, record["question"])))
-            totals["pointing"] += float(box[0] <= x <= box[2] and box[1] <= y <= box[3])
+            totals["pointing"] += float(peak_inside(pointing_map(backbone.explain(image, record["question"])), box))
             counts["pointing"] += 1
         image_id = record.get("image_id", str(record.get("image")))
         if captions and record.get("objects") and "caption" in backbone.capabilities and image_id not in captioned:

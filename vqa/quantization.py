@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import warnings
 
 import torch
 
-# bitsandbytes warns on every int8 matmul on CPU that fp32 inputs are cast to fp16: expected, and it would flood the server log.
-warnings.filterwarnings("ignore", message=".*inputs will be cast from torch.float32 to float16.*")
+
+class _DropRepeatedCast(logging.Filter):
+    """bitsandbytes int8 on CPU logs "inputs will be cast to float16" on every matmul of every call:
+    expected, and it would flood the server log (and a benchmark's output) for every backbone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropRepeatedCast())
 
 SCHEMES: tuple[str | None, ...] = (None, "int8", "bnb-int8", "bnb-nf4")
 SCHEME_LABELS = {None: "none (fp32)", "int8": "int8 (PyTorch)", "bnb-int8": "bitsandbytes int8", "bnb-nf4": "bitsandbytes nf4"}

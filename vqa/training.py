@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqa.attention_maps import peak_location
+from vqa.attention_maps import peak_inside
 from vqa.data.scenes import render_object_map
 from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import make_example
@@ -279,7 +279,7 @@ def patch_attributes(train_config: TrainConfig) -> dict[str, int]:
 def object_attribute_values(scene) -> dict[str, list[int]]:
     """{attribute: [value index of each object]} for every attribute in PATCH_ATTRIBUTE_VALUES."""
     xs = [o.x for o in scene.objects]
-    result = {name: [values.index(getattr(o, name)) for o in scene.objects] for name, values in PATCH_ATTRIBUTE_VALUES.items() if name in ("color", "shape", "size")}
+    result = {name: [values.index(getattr(o, name)) for o in scene.objects] for name, values in PATCH_ATTRIBUTE_VALUES.items() if name not in POSITION_ATTRIBUTES}
     result["leftmost"] = [int(x == min(xs)) for x in xs]
     result["rightmost"] = [int(x == max(xs)) for x in xs]
     return result
@@ -400,9 +400,7 @@ def quick_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_
         cls_maps = out.cross_attentions[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid)  # (Q, grid, grid) [CLS], heads averaged
         for x, cls_map in zip(ex.questions, cls_maps.numpy()):
             if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
-                x0, y0, x1, y1 = ex.scene.objects[x.referent].box
-                px, py = peak_location(cls_map)
-                pointed += x0 <= px <= x1 and y0 <= py <= y1
+                pointed += peak_inside(cls_map, ex.scene.objects[x.referent].box)
                 pointing_total += 1
         predicted = [model.config.id2label[i] for i in out.answer_logits.argmax(-1).tolist()]
         start = torch.full((len(ex.questions), 1), model.config.answer_start_token_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -50,9 +49,7 @@ def load_embedded_model(path: Path, quantize: str | None) -> ShapesVLPForVQA:
         skip = list(FULL_PRECISION_MODULES)
         if quantize == "bnb-nf4":
             skip += nf4_incompatible_modules(ShapesVLPConfig.from_pretrained(path))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
-            model = ShapesVLPForVQA.from_pretrained(path, dtype=torch.float32, use_safetensors=True, quantization_config=bnb_config(quantize, skip))
+        model = ShapesVLPForVQA.from_pretrained(path, dtype=torch.float32, use_safetensors=True, quantization_config=bnb_config(quantize, skip))
     else:
         model = ShapesVLPForVQA.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
     model.eval()

@@ -27,7 +27,6 @@ lists what was kept.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import socket
@@ -75,16 +74,6 @@ DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"
 # bitsandbytes' 4-bit CPU kernel packs weights in blocks: rows (out_features) in groups of 32
 # and 64 input values per quantization block (bitsandbytes.functional._convert_weight_packed_for_cpu).
 NF4_OUT_MULTIPLE, NF4_BLOCKSIZE = 32, 64
-
-
-class _DropRepeatedCast(logging.Filter):
-    """bitsandbytes int8 on CPU logs "inputs will be cast to float16" on every matmul of every call."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
-
-
-logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropRepeatedCast())
 
 
 def load_hub_backbone(name_or_path: str, quantize: str | None = None, progress: Progress | None = None) -> Backbone:
