@@ -113,6 +113,20 @@ def test_wrong_image_size_gets_a_clear_error(inputs):
         model(torch.randn(1, 3, 40, 40), inputs[1][:1], inputs[2][:1])
 
 
+def test_image_features_carry_each_patch_position(inputs):
+    """With output_position_encoding, the text side reads a patch's grid position on top of its
+    content: the same fixed offset for any image, a different one for each patch, none for [CLS]."""
+    with_encoding = ShapesVLPForVQA(tiny_config()).eval()
+    without = ShapesVLPForVQA(tiny_config(output_position_encoding=False)).eval()
+    without.load_state_dict(with_encoding.state_dict())
+    pixels = inputs[0]
+    offset = with_encoding.encode_image(pixels)[0] - without.encode_image(pixels)[0]  # (B, 1+N, H)
+    torch.testing.assert_close(offset[0], offset[1])  # independent of the image
+    assert offset[:, 0].abs().max() == 0  # [CLS] has no position
+    patches = offset[0, 1:]  # (N, H)
+    assert torch.cdist(patches, patches).fill_diagonal_(1.0).min() > 0.1  # every patch its own position
+
+
 def test_save_and_load_round_trip_uses_safetensors(tmp_path, inputs):
     model = ShapesVLPForVQA(tiny_config()).eval()
     model.save_pretrained(tmp_path)

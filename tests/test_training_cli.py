@@ -85,30 +85,25 @@ def test_the_training_log_reports_patch_accuracy_after_perception(tiny_model_dir
     assert log[-1]["phase"] == "joint" and "val_classifier_by_family" in log[-1]
 
 
-def test_spatial_training_options_label_the_objects_on_each_side():
-    """position_attributes: patches know whether their object is the leftmost / rightmost one;
-    relation_grounding and cls_grounding: "left" and [CLS] look at the object the answer is about."""
+def test_question_words_naming_an_object_look_at_it():
+    """Word-region alignment targets: the words of the phrase a question names its object by point
+    at that object; the other tokens ([CLS], "what", "left") have no target."""
     from vqa.data.splits import make_example
     from vqa.model.processing import ShapesVLPProcessor
     from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
     from vqa.training import BatchMaker, build_model, preset
 
-    config = preset("smoke", position_attributes=True, relation_grounding=True, cls_grounding=True)
+    config = preset("smoke")
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
     model = build_model(config, tokenizer)
-    assert {"leftmost", "rightmost"} <= set(model.config.patch_attributes)
-    assert "leftmost" not in build_model(preset("smoke"), tokenizer).config.patch_attributes
     processor = ShapesVLPProcessor.for_config(model.config, tokenizer)
     batches = BatchMaker(processor, config)
     example = next(e for e in (make_example("train", i, image_size=model.config.image_size) for i in range(50))
                    if len(e.scene.objects) >= 3 and any(q.relation for q in e.questions))
-    labels = batches.patch_labels(example)
-    leftmost = min(range(len(example.scene.objects)), key=lambda i: example.scene.objects[i].x)
-    on_object = labels["owner"] >= 0
-    assert ((labels["leftmost"][on_object] == 1) == (labels["owner"][on_object] == leftmost)).all()
     spatial = next(q for q in example.questions if q.relation)
-    targets = batches.question_token_objects([spatial.text], [spatial], relation_grounding=True, cls_grounding=True)[0]
+    targets = batches.question_token_objects([spatial.text], [spatial])[0]
     tokens = processor.tokenizer.convert_ids_to_tokens(processor.text([spatial.text])["input_ids"][0].tolist())
-    assert targets[0] == spatial.referent  # [CLS]
-    assert targets[tokens.index(spatial.relation)] == spatial.referent  # "left" / "right"
-    assert spatial.phrase_object in targets.tolist()  # the anchor's words look at the anchor
+    named = [token for token, target in zip(tokens, targets.tolist()) if target >= 0]
+    assert named and " ".join(named).replace(" ##", "") in spatial.phrase  # the anchor's words only ...
+    assert set(targets.tolist()) == {-1, spatial.phrase_object}  # ... and they look at the anchor
+    assert targets[0] == -1 and targets[tokens.index(spatial.relation)] == -1

@@ -31,8 +31,9 @@ of them) stayed near chance. In the `full` run, shape accuracy on validation pat
 0.80 after the 300 perception steps (3.6 minutes) and 0.94 150 joint steps later.
 Then everything trains jointly; its first `curriculum_steps` draw scenes of at most two objects.
 
-Options aimed at the spatial questions, off in the presets (TrainConfig says what they did):
-`position_attributes`, `relation_grounding`, `cls_grounding`.
+No objective teaches left and right directly: the spatial questions are learned through the
+answers, once the text side can read each patch's position (`output_position_encoding` in
+the model config; the model card has the measurements).
 """
 
 from __future__ import annotations
@@ -83,24 +84,13 @@ class TrainConfig:
     # patches are background, so unweighted the "none" class dominates: measured (vision tower
     # alone, 200 steps) patch shape accuracy 0.19 unweighted, 0.81 with weight 10.
     patch_object_weight: float = 10.0
-    # Three options aimed at the spatial families, all off in the presets. Measured, `full` preset with
-    # 1,600 joint steps, 451 val questions (the shipped recipe: 0.92 val accuracy, spatial 0.70 / 0.66):
-    # - position_attributes + relation_grounding (stopped at joint step 750): spatial 0.98 / 1.0 by joint
-    #   step 600, but questions that name their object by colour alone fell ("what shape is the red
-    #   object?" 0.53 at joint step 750, where the shipped recipe had 0.95; "is there a red shape?" 0.77);
-    # - all three (cls_grounding too): spatial 1.0, pointing 0.87, but the shape family 0.60,
-    #   existence 0.80, counting 0.77: val accuracy 0.86. Wrong answers there were the shape of another
-    #   object in the scene: the model had traded one way of finding the object for the other.
-    position_attributes: bool = False  # patches also learn whether their object is the leftmost / rightmost
-    relation_grounding: bool = False  # a spatial question's side word ("left") attends to the object on that side
-    cls_grounding: bool = False  # [CLS] attends to the object the answer is about
     loss_weights: dict = field(default_factory=lambda: {"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.2, "itm": 0.2, "patch": 0.5, "grounding": 0.2})
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides
 
 
 PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights).
-    "full": TrainConfig(preset="full", steps=1800),
+    "full": TrainConfig(preset="full", steps=1650),
     # A classroom run in under 10 minutes on 2 CPU cores. Measured: 8.7 minutes, test classifier accuracy 0.61
     # (colour and size questions ~0.9, the rest near chance). The 0.85 it aims for needs about 1,000 joint steps.
     # Half the batch for twice the steps is worse: 16 images per step, 150 perception + 450 joint steps
@@ -128,7 +118,7 @@ def build_model(train_config: TrainConfig, tokenizer) -> ShapesVLPForVQA:
         sep_token_id=tokenizer.sep_token_id,
         answer_start_token_id=tokenizer.convert_tokens_to_ids("[ANS]"),
         caption_start_token_id=tokenizer.convert_tokens_to_ids("[CAP]"),
-        **{"patch_attributes": patch_attributes(train_config), **train_config.model},
+        **{"patch_attributes": {name: len(values) for name, values in PATCH_ATTRIBUTE_VALUES.items()}, **train_config.model},
     )
     return ShapesVLPForVQA(config)
 
@@ -195,28 +185,14 @@ class BatchMaker:
                 [(ex.scene.objects[i].describe(), i) for i in sorted(range(len(ex.scene.objects)), key=lambda i: ex.scene.objects[i].x)]
                 for ex in examples
             ]),
-            "question_token_objects": self.question_token_objects(questions, asked, tc.relation_grounding, tc.cls_grounding),
+            "question_token_objects": self.question_token_objects(questions, asked),
         }
 
-    def question_token_objects(self, texts: list[str], asked: list, relation_grounding: bool = False, cls_grounding: bool = False) -> torch.Tensor:
+    def question_token_objects(self, texts: list[str], asked: list) -> torch.Tensor:
         """(B_q, T) the object each question token should look at in the fusion layer, -1 for none:
-        - the words naming an object ("red square") look at it;
-        - with `relation_grounding`, a spatial question's side word ("left") looks at the object on
-          that side, the answer's object;
-        - with `cls_grounding`, [CLS] (whose fused state the classifier reads) looks at the object
-          the answer is about.
-        """
-        phrases = []
-        for text, q in zip(texts, asked):
-            named = [(q.phrase, q.phrase_object)] if q.phrase else []
-            if relation_grounding and q.relation:
-                named.append((q.relation, q.referent))
-            phrases.append(sorted(named, key=lambda pair: text.find(pair[0])))  # in reading order
-        token_objects = self.phrase_token_objects(texts, phrases)  # (B_q, T)
-        for b, q in enumerate(asked):
-            if cls_grounding and q.referent is not None:
-                token_objects[b, 0] = q.referent  # position 0 is [CLS]
-        return token_objects
+        the words naming an object ("red square") look at it."""
+        phrases = [[(q.phrase, q.phrase_object)] if q.phrase else [] for q in asked]
+        return self.phrase_token_objects(texts, phrases)
 
     def phrase_token_objects(self, texts: list[str], phrases: list[list[tuple[str, int]]]) -> torch.Tensor:
         """(B, T) index of the object each token names, -1 elsewhere. `phrases[b]` lists
@@ -257,32 +233,13 @@ class BatchMaker:
         return labels
 
 
-# What each patch can learn about the object under it (attribute -> its values).
-# `leftmost` / `rightmost` (0 = no, 1 = yes; with TrainConfig.position_attributes): where the
-# object is among the others. Why they were tried: the shipped model answers "what colour is the
-# shape left of the square?" as if it picked any object but the square: 0.95 with two objects in
-# the scene, 0.29 with five (chance among four others: 0.25). Colour and shape are read off one
-# patch; "leftmost" needs the other objects' positions. Measured: the vision tower learns them
-# (0.87-0.97 per class on val object patches after the 300 perception steps).
-PATCH_ATTRIBUTE_VALUES = {"color": COLOR_NAMES, "shape": SHAPES, "size": SIZES, "leftmost": (0, 1), "rightmost": (0, 1)}
-POSITION_ATTRIBUTES = ("leftmost", "rightmost")
-
-
-def patch_attributes(train_config: TrainConfig) -> dict[str, int]:
-    """{attribute: number of values} the patch head predicts under `train_config`."""
-    return {
-        name: len(values) for name, values in PATCH_ATTRIBUTE_VALUES.items()
-        if train_config.position_attributes or name not in POSITION_ATTRIBUTES
-    }
+# What each patch learns about the object under it (attribute -> its values).
+PATCH_ATTRIBUTE_VALUES = {"color": COLOR_NAMES, "shape": SHAPES, "size": SIZES}
 
 
 def object_attribute_values(scene) -> dict[str, list[int]]:
     """{attribute: [value index of each object]} for every attribute in PATCH_ATTRIBUTE_VALUES."""
-    xs = [o.x for o in scene.objects]
-    result = {name: [values.index(getattr(o, name)) for o in scene.objects] for name, values in PATCH_ATTRIBUTE_VALUES.items() if name not in POSITION_ATTRIBUTES}
-    result["leftmost"] = [int(x == min(xs)) for x in xs]
-    result["rightmost"] = [int(x == max(xs)) for x in xs]
-    return result
+    return {name: [values.index(getattr(o, name)) for o in scene.objects] for name, values in PATCH_ATTRIBUTE_VALUES.items()}
 
 
 def to_device(batch, device):

@@ -30,6 +30,9 @@ class ShapesVLPConfig(PretrainedConfig):
         decoder_layers: int = 2,
         max_text_length: int = 64,  # long enough for a five-object caption
         itc_dim: int = 128,  # shared space of the image-text contrastive projections
+        # Add a fixed 2D sine-cosine encoding of each patch's grid position to the vision tower's
+        # output, so the text side reads where a patch is as well as what it shows (see VisionTransformer).
+        output_position_encoding: bool = True,
         patch_attributes: dict[str, int] | None = None,  # attribute -> number of values, for the patch-attribute objective
         layer_norm_eps: float = 1e-6,
         dropout: float = 0.0,  # synthetic data never repeats a sample: no need to regularise
@@ -62,6 +65,7 @@ class ShapesVLPConfig(PretrainedConfig):
         self.decoder_layers = decoder_layers
         self.max_text_length = max_text_length
         self.itc_dim = itc_dim
+        self.output_position_encoding = output_position_encoding
         # Sorted by name: the patch head's output is split in this order, and save_pretrained writes
         # the config with sorted keys, so any other order would change meaning across a save/load.
         self.patch_attributes = dict(sorted((patch_attributes or {"color": 12, "shape": 8, "size": 2}).items()))

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
 from transformers.utils import ModelOutput
 
 from vqa.model.configuration import ShapesVLPConfig
@@ -181,6 +182,12 @@ class ConvStem(nn.Module):
         return features.flatten(2).transpose(1, 2)
 
 
+def patch_position_encoding(config: ShapesVLPConfig) -> torch.Tensor:
+    """(1, 1+N, H) fixed 2D sine-cosine encoding of each patch's row and column, zero for [CLS]."""
+    encoding = build_2d_sinusoidal_position_embedding(config.grid_size, config.grid_size, config.hidden_size, cls_token=True)  # (1+N, H)
+    return encoding[None].float()
+
+
 class VisionTransformer(nn.Module):
     def __init__(self, config: ShapesVLPConfig):
         super().__init__()
@@ -190,6 +197,17 @@ class VisionTransformer(nn.Module):
         self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + config.num_patches, config.hidden_size))
         self.layers = nn.ModuleList(TransformerLayer(config, cross_attention=False) for _ in range(config.vision_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Why position is added again at the output (as DETR adds it to the image keys of every
+        # cross-attention): the objectives that train this tower (colour, shape and size of the object
+        # under each patch) never need a patch's position, so the tower loses it. Measured on a model
+        # trained without this encoding: a linear probe read an object's x from its patches' output
+        # with R² 0.72 (mean error 9% of the image width, more than the 6% minimum gap between two
+        # objects), and "the shape left of the square" stayed at 0.3 with five objects in the scene.
+        # Fixed sines, not learned, so that no objective can wash them out; zero for the [CLS] slot.
+        if config.output_position_encoding:
+            self.register_buffer("output_position_encoding", patch_position_encoding(config), persistent=False)  # (1, 1+N, H)
+        else:
+            self.output_position_encoding = None
 
     def forward(self, pixel_values, output_attentions=False):
         expected = self.config.image_size
@@ -202,7 +220,10 @@ class VisionTransformer(nn.Module):
         for layer in self.layers:
             x, weights, _ = layer(x, output_attentions=output_attentions)
             attentions.append(weights)
-        return self.norm(x), tuple(attentions) if output_attentions else None
+        x = self.norm(x)  # (B, 1+N, H)
+        if self.output_position_encoding is not None:
+            x = x + self.output_position_encoding
+        return x, tuple(attentions) if output_attentions else None
 
 
 class TextEmbeddings(nn.Module):
@@ -278,6 +299,8 @@ class ShapesVLPPreTrainedModel(PreTrainedModel):
         elif isinstance(module, VisionTransformer):
             nn.init.trunc_normal_(module.position_embeddings, std=std)
             nn.init.trunc_normal_(module.cls_token, std=std)
+            if module.output_position_encoding is not None:  # a non-persistent buffer: from_pretrained rebuilds it here
+                module.output_position_encoding.copy_(patch_position_encoding(self.config))
 
 
 class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
