@@ -184,3 +184,39 @@ def test_shipped_weights_beat_chance_by_a_wide_margin(shipped_model):
                 scores[head].append(answer_accuracy(shipped_model.answer(ex.image, q.text, head=head).answer, [q.answer]))
     for head, values in scores.items():
         assert np.mean(values) >= np.mean(chance) + 0.10, f"{head}: {np.mean(values):.3f} vs chance {np.mean(chance):.3f}"
+
+
+@pytest.mark.parametrize("scheme", [None, "int8"])
+def test_traced_graphs_answer_as_the_eager_model_does(scheme):
+    """The backbone runs image encoding and question fusion as TorchScript graphs; the eager model
+    must give the same probabilities and the same written answers, whatever the question's length."""
+    from conftest import SHIPPED_MODEL
+
+    if not (SHIPPED_MODEL / "model.safetensors").exists():
+        pytest.skip(f"no shipped weights at {SHIPPED_MODEL}")
+    traced, eager = vqa.load(SHIPPED_MODEL, quantize=scheme), vqa.load(SHIPPED_MODEL, quantize=scheme)
+    assert traced.graphs is not None
+    eager.graphs = None
+    lengths = set()
+    for index in range(3):
+        ex = make_example("test", index, traced.config.image_size)
+        for q in ex.questions:
+            lengths.add(len(traced.processor.text([q.text])["input_ids"][0]))
+            a, b = (m.answer(ex.image, q.text, top_k=len(traced.labels)) for m in (traced, eager))
+            assert dict(a.candidates) == pytest.approx(dict(b.candidates), abs=1e-5)
+            a, b = (m.answer(ex.image, q.text, head="generative") for m in (traced, eager))
+            assert a.answer == b.answer and a.score == pytest.approx(b.score, abs=1e-5)
+    assert len(lengths) > 3  # one trace served questions of several lengths
+
+
+def test_a_model_that_cannot_be_traced_still_answers(tiny_model_dir, scene, monkeypatch, caplog):
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    model = vqa.load(tiny_model_dir)
+    assert model.graphs is None
+    assert "eager model" in caplog.text
+    assert model.answer(scene.image, "what color is the circle?").answer in model.labels

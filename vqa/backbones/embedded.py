@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 
 from vqa.backbones.base import Backbone
+from vqa.backbones import frozen_graphs
 from vqa.backbones.decoding import generated_log_likelihood, generation_kwargs, ranked, seeded
 from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
 from vqa.errors import ModelLoadError, UnsupportedError
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
+from vqa.model.modeling import ShapesVLPOutput
 from vqa.model.modeling import TransformerLayer
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.quantization import (
@@ -89,6 +91,8 @@ class EmbeddedBackbone(Backbone):
         self.processor = ShapesVLPProcessor.from_pretrained(path, self.config)
         if quantize == "int8":
             quantize_int8(self.model, self.processor)
+        # The hot paths as TorchScript graphs (frozen_graphs says why); bitsandbytes layers are not traceable.
+        self.graphs = frozen_graphs.build(self.model, self.processor) if quantize in (None, "int8") else None
         self.encodings = ImageEncodingCache(max_entries=16)
         # The fused question states serve both answer heads (the classifier reads their [CLS],
         # the decoder cross-attends to them): /ask asks both about one (image, question).
@@ -100,9 +104,8 @@ class EmbeddedBackbone(Backbone):
     def encode_image(self, image, key: str | None = None) -> torch.Tensor:
         """(1, 1+N, H) image embeddings, computed once per distinct image. `key`: the image's
         `image_key` when the caller already hashed it."""
-        return self.encodings.get_or_compute(
-            key or image_key(image, self.quantization), lambda: self.model.encode_image(self.processor.images([image]))[0]
-        )
+        encode = self.graphs.encode_image if self.graphs else (lambda pixels: self.model.encode_image(pixels)[0])
+        return self.encodings.get_or_compute(key or image_key(image, self.quantization), lambda: encode(self.processor.images([image])))
 
     @torch.inference_mode()
     def _fuse(self, image, question: str, output_attentions: bool = False):
@@ -113,6 +116,9 @@ class EmbeddedBackbone(Backbone):
         def fuse():
             image_embeds = self.encode_image(image, key)
             q = self.processor.text([question])
+            if self.graphs and not output_attentions:
+                answer_logits, question_embeds = self.graphs.fuse(q["input_ids"], q["attention_mask"], image_embeds)
+                return ShapesVLPOutput(answer_logits=answer_logits, question_embeds=question_embeds, image_embeds=image_embeds), q
             out = self.model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, output_attentions=output_attentions)
             return out, q
 
