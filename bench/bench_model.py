@@ -9,6 +9,9 @@ call, so each call pays for the full model), p50 of both heads in turn on a fres
 generative accuracy on the first N test scenes. All schemes are loaded first and
 take turns on every image (interleaved), so the speed ratios survive a shared CPU's
 drift. Threads are pinned to 2 to match the 2-core target machine. Prints a table and one JSON line.
+
+--eager adds rows "none-eager" and "int8-eager": the same models run without their TorchScript
+graphs (vqa/backbones/frozen_graphs.py), to measure what the graphs save.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def main() -> int:
     parser.add_argument("--latency-images", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eager", action="store_true", help="also time fp32 and int8 without their TorchScript graphs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -86,6 +90,11 @@ def main() -> int:
     latency_examples = [ex for ex in latency_examples if ex.questions]
     accuracy_examples = [make_example("test", i, size) for i in range(args.scenes)]
     models = {scheme: vqa.load(args.model, quantize=None if scheme == "none" else scheme) for scheme in args.schemes}
+    if args.eager:
+        for scheme in [s for s in ("none", "int8") if s in args.schemes]:
+            eager = vqa.load(args.model, quantize=None if scheme == "none" else scheme)
+            eager.graphs = None  # read on every call: the backbone then runs the eager model
+            models[f"{scheme}-eager"] = eager
     interleaved_latencies(models, latency_examples[:5], 1)  # warm-up: first-call allocations, lazy imports
     times = interleaved_latencies(models, latency_examples, args.repeats)
     rows = []
@@ -108,11 +117,11 @@ def main() -> int:
     for row in rows:
         row["classifier_speedup"] = round(base["classifier_p50_ms"] / row["classifier_p50_ms"], 2)
         row["generative_speedup"] = round(base["generative_p50_ms"] / row["generative_p50_ms"], 2)
-    header = (f"{'scheme':<9} {'cls p50':>8} {'cls p95':>8} {'gen p50':>8} {'gen p95':>8} {'both p50':>9} {'MB':>7} "
+    header = (f"{'scheme':<11} {'cls p50':>8} {'cls p95':>8} {'gen p50':>8} {'gen p95':>8} {'both p50':>9} {'MB':>7} "
               f"{'cls acc':>8} {'gen acc':>8} {'cls x':>6} {'gen x':>6}")
     print(header)
     for r in rows:
-        print(f"{r['scheme']:<9} {r['classifier_p50_ms']:>8} {r['classifier_p95_ms']:>8} {r['generative_p50_ms']:>8} {r['generative_p95_ms']:>8} "
+        print(f"{r['scheme']:<11} {r['classifier_p50_ms']:>8} {r['classifier_p95_ms']:>8} {r['generative_p50_ms']:>8} {r['generative_p95_ms']:>8} "
               f"{r['both_heads_p50_ms']:>9} {r['weights_mb']:>7} {r['classifier_accuracy']:>8} {r['generative_accuracy']:>8} "
               f"{r['classifier_speedup']:>6} {r['generative_speedup']:>6}")
     print(json.dumps({"threads": args.threads, "scenes": args.scenes, "rows": rows}))
