@@ -13,8 +13,7 @@ from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
 from vqa.errors import ModelLoadError, UnsupportedError
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
-from vqa.model.modeling import ShapesVLPOutput
-from vqa.model.modeling import TransformerLayer
+from vqa.model.modeling import ShapesVLPOutput, TransformerLayer
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.quantization import (
     SCHEME_LABELS,
