@@ -97,6 +97,9 @@ PRESETS = {
     # (colour and size questions ~0.9, the rest near chance). With the output position encoding: 6.7 minutes on a
     # faster day, test accuracy 0.61 again (100 scenes; colour 0.81, size 0.91, spatial 0.38 / 0.42). The `full`
     # recipe passed 0.85 only after about 600 joint steps (18.5 minutes).
+    # A smaller, faster model for three times the joint steps does not get there either: 64 px images, hidden size
+    # 128 (0.61 s per joint step against 1.67), 300 perception + 600 joint steps, warm-up 50, curriculum 100:
+    # 8.2 minutes, val accuracy 0.61 (40 scenes; existence 0.55, negated existence 0.43, counting 0.43).
     # Half the batch for twice the steps is worse: 16 images per step, 150 perception + 450 joint steps
     # (9.4 minutes) ended at val accuracy 0.43, its patch shape accuracy at 0.53 (0.81 after this preset's 200 perception steps).
     # This preset with the grounding loss weighted 1.0 instead of 0.2: val accuracy 0.62 (40 scenes), no better; it took
