@@ -187,14 +187,10 @@ def test_shipped_weights_beat_chance_by_a_wide_margin(shipped_model):
 
 
 @pytest.mark.parametrize("scheme", [None, "int8"])
-def test_traced_graphs_answer_as_the_eager_model_does(scheme):
+def test_traced_graphs_answer_as_the_eager_model_does(shipped_model, scheme):
     """The backbone runs image encoding and question fusion as TorchScript graphs; the eager model
     must give the same probabilities and the same written answers, whatever the question's length."""
-    from conftest import SHIPPED_MODEL
-
-    if not (SHIPPED_MODEL / "model.safetensors").exists():
-        pytest.skip(f"no shipped weights at {SHIPPED_MODEL}")
-    traced, eager = vqa.load(SHIPPED_MODEL, quantize=scheme), vqa.load(SHIPPED_MODEL, quantize=scheme)
+    traced, eager = vqa.load(shipped_model.path, quantize=scheme), vqa.load(shipped_model.path, quantize=scheme)
     assert traced.graphs is not None
     eager.graphs = None
     lengths = set()

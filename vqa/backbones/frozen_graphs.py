@@ -62,8 +62,7 @@ class _QuestionFuser(nn.Module):
         self.vqa_head = model.vqa_head
 
     def forward(self, input_ids, attention_mask, image_embeds):
-        image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B, 1+N)
-        states = self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds, image_mask=image_mask).last_hidden_state  # (B, T, H)
+        states = self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds).last_hidden_state  # (B, T, H)
         return self.vqa_head(states[:, 0]), states  # (B, answers) from the fused [CLS], (B, T, H)
 
 

@@ -261,6 +261,9 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, image_embeds=None, image_mask=None, output_attentions=False, image_index=None):
         # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
+        # image_mask: (B_img, 1+N) True = may be attended to; every image token when None
+        if image_embeds is not None and image_mask is None:
+            image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B_img, 1+N)
         x = self.embeddings(input_ids)  # (B, T, H)
         self_attentions, cross_attentions = [], []
         for layer in self.layers:
@@ -407,10 +410,7 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
         """Question tokens fused with the image through the cross-attention layers.
         image_embeds: (B_img, 1+N, H); image_index: (B,) which image each question is about, so that
         several questions about one image share its projections (None: one image per question)."""
-        image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B_img, 1+N)
-        return self.text_encoder(
-            input_ids, attention_mask, image_embeds=image_embeds, image_mask=image_mask, output_attentions=output_attentions, image_index=image_index
-        )
+        return self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds, output_attentions=output_attentions, image_index=image_index)
 
     def forward(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None, output_attentions=False, return_dict=True, image_index=None):
         # image_index: (B,) the image (row of pixel_values / image_embeds) each question is about; None: row i for question i
