@@ -87,7 +87,8 @@ def test_the_training_log_reports_patch_accuracy_after_perception(tiny_model_dir
 
 def test_question_words_naming_an_object_look_at_it():
     """Word-region alignment targets: the words of the phrase a question names its object by point
-    at that object; the other tokens ([CLS], "what", "left") have no target."""
+    at that object; the other tokens ([CLS], "what", "left") have no target. The words of an
+    existence question about something the scene lacks point at "no object" (region 0)."""
     from vqa.data.splits import make_example
     from vqa.model.processing import ShapesVLPProcessor
     from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
@@ -98,12 +99,71 @@ def test_question_words_naming_an_object_look_at_it():
     model = build_model(config, tokenizer)
     processor = ShapesVLPProcessor.for_config(model.config, tokenizer)
     batches = BatchMaker(processor, config)
-    example = next(e for e in (make_example("train", i, image_size=model.config.image_size) for i in range(50))
-                   if len(e.scene.objects) >= 3 and any(q.relation for q in e.questions))
+    examples = [make_example("train", i, image_size=model.config.image_size) for i in range(50)]
+
+    def targets_of(question):
+        regions = batches.question_token_regions([question.text], [question])[0]  # (T, 1 + MAX_OBJECTS)
+        tokens = processor.tokenizer.convert_ids_to_tokens(processor.text([question.text])["input_ids"][0].tolist())
+        return tokens, [tuple(r.nonzero().flatten().tolist()) for r in regions]
+
+    example = next(e for e in examples if len(e.scene.objects) >= 3 and any(q.relation for q in e.questions))
     spatial = next(q for q in example.questions if q.relation)
-    targets = batches.question_token_objects([spatial.text], [spatial])[0]
-    tokens = processor.tokenizer.convert_ids_to_tokens(processor.text([spatial.text])["input_ids"][0].tolist())
-    named = [token for token, target in zip(tokens, targets.tolist()) if target >= 0]
+    tokens, targets = targets_of(spatial)
+    named = [token for token, target in zip(tokens, targets) if target]
     assert named and " ".join(named).replace(" ##", "") in spatial.phrase  # the anchor's words only ...
-    assert set(targets.tolist()) == {-1, spatial.phrase_object}  # ... and they look at the anchor
-    assert targets[0] == -1 and targets[tokens.index(spatial.relation)] == -1
+    assert set(targets) == {(), (spatial.phrase_objects[0] + 1,)}  # ... and they look at the anchor
+    assert targets[0] == () and targets[tokens.index(spatial.relation)] == ()
+
+    absent = next(q for e in examples for q in e.questions if q.family == "exist" and q.answer == "no")
+    tokens, targets = targets_of(absent)
+    assert {target for target in targets if target} == {(0,)}, (absent.text, targets)
+
+
+def _smoke_batches(**overrides):
+    from vqa.model.processing import ShapesVLPProcessor
+    from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
+    from vqa.training import BatchMaker, build_model, preset
+
+    config = preset("smoke", **overrides)
+    tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
+    model = build_model(config, tokenizer)
+    processor = ShapesVLPProcessor.for_config(model.config, tokenizer)
+    return config, model, processor, BatchMaker(processor, config)
+
+
+def test_cls_grounding_points_an_existence_question_at_what_it_names():
+    """With `cls_grounding_families`, the question's [CLS] (token 0) gets the phrase's targets: the named
+    objects when present, "no object" (region 0) when absent; other families' [CLS] stays free."""
+    from vqa.data.splits import make_example
+
+    config, model, processor, batches = _smoke_batches(cls_grounding_families=("exist", "count"))
+    questions = [q for i in range(30) for q in make_example("train", i, image_size=model.config.image_size).questions]
+    regions = {}
+    for kind, pick in {
+        "present": lambda q: q.family == "exist" and q.answer == "yes",
+        "absent": lambda q: q.family == "exist" and q.answer == "no",
+        "count": lambda q: q.family == "count" and q.answer not in ("0", "1"),
+        "colour": lambda q: q.family == "color",
+    }.items():
+        question = next(q for q in questions if pick(q))
+        cls_regions = batches.question_token_regions([question.text], [question])[0, 0]  # (1 + MAX_OBJECTS,)
+        regions[kind] = (question, set(cls_regions.nonzero().flatten().tolist()))
+    present, found = regions["present"]
+    assert found == {i + 1 for i in present.phrase_objects} and found
+    assert regions["absent"][1] == {0}
+    count, found = regions["count"]
+    assert len(found) == int(count.answer) and 0 not in found
+    assert regions["colour"][1] == set()
+
+
+def test_objectives_weighted_zero_are_not_computed():
+    """The quick preset drops ITM and ITC: a zero weight skips them (no ITM loss, no gradient to the ITM head)."""
+    from vqa.training import compute_losses, preset
+
+    weights = {**preset("smoke").loss_weights, "itm": 0.0, "itc": 0.0}
+    config, model, processor, batches = _smoke_batches(loss_weights=weights)
+    losses = compute_losses(model, batches(0), config)
+    assert "itm" not in losses and "itc" not in losses and {"classifier", "generative", "caption", "grounding"} <= set(losses)
+    losses["total"].backward()
+    assert model.itm_head.weight.grad is None and model.vision_proj.weight.grad is None
+    assert model.vqa_head[0].weight.grad is not None

@@ -16,11 +16,14 @@ splits stay unseen. One step optimises all of the model's objectives at once:
   here: without it the first 250 steps stayed on the answer prior (val accuracy 0.30),
   because perception had to be learned through the answer alone;
 - word-region alignment: in the fusion layer, the words of each object phrase (in a
-  matching caption, and the phrase a question names its object by) attend to that
-  object's patches: UNITER's WRA and GLIP's word-region grounding, here with the
-  generator's masks. Measured: with caption phrases alone, 300 steps still left VQA on
-  its prior. Because of this objective, pointing accuracy on held-out questions measures
-  how well a trained grounding generalises, not an emergent one.
+  matching caption, and the phrase a question names its objects by) attend to those
+  objects' patches: UNITER's WRA and GLIP's word-region grounding, here with the
+  generator's masks. A phrase that names nothing in the image ("is there a star?" with
+  no star) attends to the image [CLS] instead, the "no object" slot. Measured: with
+  caption phrases alone, 300 steps still left VQA on its prior. Because of this objective,
+  pointing accuracy on held-out questions measures how well a trained grounding
+  generalises, not an emergent one. The quick preset also aligns the question's own [CLS]
+  for existence and counting questions (`cls_grounding_families`).
 
 Two phases. Perception first: for `vision_warmup_steps` only the vision tower and the
 patch head train, on the patch-attribute objective (the role a pretrained object detector
@@ -85,6 +88,10 @@ class TrainConfig:
     # patches are background, so unweighted the "none" class dominates: measured (vision tower
     # alone, 200 steps) patch shape accuracy 0.19 unweighted, 0.81 with weight 10.
     patch_object_weight: float = 10.0
+    # Question families whose [CLS] is also aligned, in the fusion layer, to the objects the question's
+    # phrase names (or to "no object"): the classifier reads [CLS], so an existence answer is then one
+    # look away.
+    cls_grounding_families: tuple[str, ...] = ()
     loss_weights: dict = field(default_factory=lambda: {"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.2, "itm": 0.2, "patch": 0.5, "grounding": 0.2})
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides
 
@@ -93,21 +100,26 @@ PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights: 46.1 minutes). Before, 1,800
     # joint steps took 61-63 minutes on slower days, and their last 150 added 0.005 to validation accuracy.
     "full": TrainConfig(preset="full", steps=1650),
-    # A classroom run in under 10 minutes on 2 CPU cores. Measured: 8.7 minutes, test classifier accuracy 0.61
-    # (colour and size questions ~0.9, the rest near chance). With the output position encoding: 6.7 minutes on a
-    # faster day, test accuracy 0.61 again (100 scenes; colour 0.81, size 0.91, spatial 0.38 / 0.42). The `full`
-    # recipe passed 0.85 only after about 600 joint steps (18.5 minutes).
-    # A smaller, faster model for three times the joint steps does not get there either: 64 px images, hidden size
-    # 128 (0.61 s per joint step against 1.67), 300 perception + 600 joint steps, warm-up 50, curriculum 100:
-    # 8.2 minutes, val accuracy 0.61 (40 scenes; existence 0.55, negated existence 0.43, counting 0.43).
-    # Nor does starting from the shipped model's vision tower, frozen (as BLIP starts from a pretrained ViT), with
-    # no perception phase and 400 joint steps: 1.45 s per step (the text side is most of the cost), 9.4 minutes,
-    # val accuracy 0.75 (colour, shape, size 1.00; existence 0.65, negated existence 0.50, counting 0.63).
-    # Half the batch for twice the steps is worse: 16 images per step, 150 perception + 450 joint steps
-    # (9.4 minutes) ended at val accuracy 0.43, its patch shape accuracy at 0.53 (0.81 after this preset's 200 perception steps).
-    # This preset with the grounding loss weighted 1.0 instead of 0.2: val accuracy 0.62 (40 scenes), no better; it took
-    # 10.1 minutes on the same machine, which shows how far this machine's speed drifts.
-    "quick": TrainConfig(preset="quick", steps=200, vision_warmup_steps=200, warmup_steps=30, curriculum_steps=40, learning_rate=1.5e-3, eval_every=100, eval_scenes=40),
+    # A classroom run in under 10 minutes on 2 CPU cores. Each change was compared on a GPU machine
+    # (`bench/sweep_presets.py`; val accuracy, 100 scenes; all runs in `bench/results/quick_sweep_gpu.txt`).
+    # The earlier quick preset (the full recipe for 200 + 200 steps) ended at 0.58 there, test accuracy 0.61 on the CPU.
+    # - No ITM / ITC: they cost a third of a joint step on the CPU (1.67 -> 1.29 s) and no answer head reads them.
+    #   The caption decoder stays (it costs little), so the quick model still captions.
+    # - Grounding weighted 1.0 instead of 0.2: 0.58 -> 0.66 (no ITM / ITC, 330 joint steps).
+    # - 64 px images: a joint step takes 0.76 s instead of 1.29, so 550 joint steps fit: 0.71.
+    # - [CLS] grounding for existence and counting, the families still at chance (0.45-0.55): 0.71 -> 0.75.
+    # - 8 questions per image instead of 4: 0.95 after 450 joint steps, but at 1.24 s a step that is over 10 minutes.
+    # - 380 such steps, fusion from layer 0 in 3 text layers (cheaper), and a cosine that ends at 5e-4 instead of
+    #   3e-5: 0.92 and 0.95 for two seeds.
+    # Existence and negation are learned suddenly, some 100 steps earlier or later from seed to seed: after
+    # 330 joint steps, the nine runs of the variants just before the last ended between 0.73 and 0.89.
+    "quick": TrainConfig(
+        preset="quick", steps=380, vision_warmup_steps=250, questions_per_image=8, warmup_steps=30, curriculum_steps=40,
+        learning_rate=1.5e-3, min_learning_rate=5e-4, eval_every=95, eval_scenes=40,
+        loss_weights={"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.0, "itm": 0.0, "patch": 0.5, "grounding": 1.0},
+        cls_grounding_families=("exist", "not_exist", "count"),
+        model={"image_size": 64, "text_layers": 3, "fusion_layer": 0},
+    ),
     # A few steps on a tiny model: for tests of the training loop itself.
     "smoke": TrainConfig(
         preset="smoke", steps=3, vision_warmup_steps=2, images_per_step=4, questions_per_image=2, itm_images=4, warmup_steps=1, curriculum_steps=1, eval_every=3, eval_scenes=3,
@@ -191,39 +203,51 @@ class BatchMaker:
             "caption_text": self.processor.text(captions),
             "patch_labels": self.stacked_patch_labels(examples),
             # every object phrase of the canonical caption, left to right as the caption lists them
-            "caption_token_objects": self.phrase_token_objects(captions, [
-                [(ex.scene.objects[i].describe(), i) for i in sorted(range(len(ex.scene.objects)), key=lambda i: ex.scene.objects[i].x)]
+            "caption_token_regions": self.phrase_token_regions(captions, [
+                [(ex.scene.objects[i].describe(), (i,)) for i in sorted(range(len(ex.scene.objects)), key=lambda i: ex.scene.objects[i].x)]
                 for ex in examples
             ]),
-            "question_token_objects": self.question_token_objects(questions, asked),
+            "question_token_regions": self.question_token_regions(questions, asked),
         }
 
-    def question_token_objects(self, texts: list[str], asked: list) -> torch.Tensor:
-        """(B_q, T) the object each question token should look at in the fusion layer, -1 for none:
-        the words naming an object ("red square") look at it."""
-        phrases = [[(q.phrase, q.phrase_object)] if q.phrase else [] for q in asked]
-        return self.phrase_token_objects(texts, phrases)
+    def question_token_regions(self, texts: list[str], asked: list) -> torch.Tensor:
+        regions = self.phrase_regions(texts, asked)
+        for b, question in enumerate(asked):
+            if question.family in self.tc.cls_grounding_families and question.phrase:
+                regions[b, 0] = False
+                regions[b, 0, [i + 1 for i in question.phrase_objects] or [0]] = True
+        return regions
 
-    def phrase_token_objects(self, texts: list[str], phrases: list[list[tuple[str, int]]]) -> torch.Tensor:
-        """(B, T) index of the object each token names, -1 elsewhere. `phrases[b]` lists
-        (phrase, object index) in the order they occur in `texts[b]`; T matches `processor.text(texts)`."""
+    def phrase_regions(self, texts: list[str], asked: list) -> torch.Tensor:
+        """(B_q, T, 1 + MAX_OBJECTS) where each question token should look in the fusion layer, see
+        `phrase_token_regions`: the words of the phrase that names objects ("red squares") look at all of
+        them, or at no region when the scene has none."""
+        phrases = [[(q.phrase, q.phrase_objects)] if q.phrase else [] for q in asked]
+        return self.phrase_token_regions(texts, phrases)
+
+    def phrase_token_regions(self, texts: list[str], phrases: list[list[tuple[str, tuple[int, ...]]]]) -> torch.Tensor:
+        """(B, T, 1 + MAX_OBJECTS) bool, True where token t of text b should look: region 0 is "no
+        object" (the image [CLS], which every cross-attention can attend to), region i + 1 is object i.
+        A token outside every phrase has no target (all False). `phrases[b]` lists (phrase, the objects
+        it names) in the order they occur in `texts[b]`; T matches `processor.text(texts)`."""
         encoded = self.processor.tokenizer(
             texts, padding=True, truncation=True, max_length=self.processor.config.max_text_length,
             return_offsets_mapping=True, return_token_type_ids=False,
         )
-        result = torch.full((len(texts), len(encoded["input_ids"][0])), -1, dtype=torch.long)
+        result = torch.zeros((len(texts), len(encoded["input_ids"][0]), 1 + MAX_OBJECTS), dtype=torch.bool)
         for b, (text, named) in enumerate(zip(texts, phrases)):
             spans, cursor = [], 0
-            for phrase, index in named:
+            for phrase, objects in named:
                 start = text.find(phrase, cursor)
                 if start < 0:
                     continue
-                spans.append((start, start + len(phrase), index))
+                regions = [i + 1 for i in objects] or [0]
+                spans.append((start, start + len(phrase), regions))
                 cursor = start + len(phrase)
             for t, (lo, hi) in enumerate(encoded["offset_mapping"][b]):
-                for start, end, index in spans:
+                for start, end, regions in spans:
                     if hi > lo and start <= lo and hi <= end:
-                        result[b, t] = index
+                        result[b, t, regions] = True
         return result
 
     def patch_labels(self, example) -> dict[str, torch.Tensor]:
@@ -258,19 +282,24 @@ def to_device(batch, device):
     return batch.to(device) if torch.is_tensor(batch) else batch
 
 
-def grounding_loss(cross_attention: torch.Tensor, token_objects: torch.Tensor, patch_owners: torch.Tensor) -> torch.Tensor:
+def grounding_loss(cross_attention: torch.Tensor, token_regions: torch.Tensor, patch_owners: torch.Tensor) -> torch.Tensor:
     """Word-region alignment: -log of the attention mass (heads averaged) that each word of an
-    object phrase puts on that object's patches.
+    object phrase puts on the objects it names, or on the image [CLS] when it names none.
 
-    cross_attention: (B, heads, T, 1+N) of the fusion layer; token_objects: (B, T) object index or -1;
-    patch_owners: (B, N) object under each patch or -1.
+    cross_attention: (B, heads, T, 1+N) of the fusion layer; token_regions: (B, T, 1+MAX_OBJECTS) bool,
+    see `BatchMaker.phrase_token_regions`; patch_owners: (B, N) object under each patch or -1.
     Supervised in the fusion layer (the first that cross-attends), not the last: the layers above
     must still route what a word found to [CLS] (measured: supervising the last layer left VQA on its prior).
+    The "no object" target gives an existence question's words something to find when the answer is
+    no: what they bring back from the image [CLS] then differs from what an object's patches give.
     """
-    attention = cross_attention.mean(1)[..., 1:]  # (B, T, N), image [CLS] column dropped
-    on_object = (token_objects[:, :, None] == patch_owners[:, None, :]) & (token_objects[:, :, None] >= 0)  # (B, T, N)
-    mass = (attention * on_object).sum(-1)  # (B, T)
-    named = token_objects >= 0
+    attention = cross_attention.mean(1)  # (B, T, 1+N)
+    patch_regions = torch.where(patch_owners >= 0, patch_owners + 1, -1)  # (B, N): object i -> region i+1, background -1
+    region_of_key = torch.cat([torch.zeros_like(patch_owners[:, :1]), patch_regions], dim=1)  # (B, 1+N): image [CLS] -> region 0
+    index = region_of_key.clamp(min=0)[:, None, :].expand(-1, token_regions.shape[1], -1)  # (B, T, 1+N)
+    on_target = torch.gather(token_regions, 2, index) & (region_of_key >= 0)[:, None, :]  # (B, T, 1+N); background is no one's target
+    mass = (attention * on_target).sum(-1)  # (B, T)
+    named = token_regions.any(-1)  # (B, T)
     if not named.any():
         return attention.sum() * 0.0
     return -(mass[named] + 1e-6).log().mean()
@@ -309,39 +338,42 @@ def compute_losses(model: ShapesVLPForVQA, batch: dict, tc: TrainConfig) -> dict
         encoder_hidden_states=out.question_embeds, encoder_attention_mask=q["attention_mask"],
     ).loss
 
-    caption = batch["caption_decoder"]
-    losses["caption"] = model.text_decoder(
-        input_ids=caption["input_ids"], attention_mask=caption["attention_mask"], labels=caption["labels"],
-        encoder_hidden_states=image_embeds,
-    ).loss
-
-    # ITC and ITM on the first itm_images images and their captions
-    n = min(tc.itm_images, image_embeds.shape[0])
-    sub_images = image_embeds[:n]
-    text = {k: v[:n] for k, v in batch["caption_text"].items()}
-    similarity = model.image_text_similarity(sub_images, text["input_ids"], text["attention_mask"])  # (n, n)
-    targets = torch.arange(n, device=similarity.device)
-    losses["itc"] = (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets)) / 2
-    with torch.no_grad():  # hard negatives: a caption the model finds similar but belongs to another image
-        weights = similarity.float().softmax(dim=1).fill_diagonal_(0) + 1e-6
-        weights.fill_diagonal_(0)
-        negatives = torch.multinomial(weights, 1).squeeze(1)  # (n,)
-    itm_image_index = torch.cat([targets, targets])  # (2n,): each image with its caption, then with a negative
-    itm_ids = torch.cat([text["input_ids"], text["input_ids"][negatives]])
-    itm_mask = torch.cat([text["attention_mask"], text["attention_mask"][negatives]])
-    itm_out = model(input_ids=itm_ids, attention_mask=itm_mask, image_embeds=sub_images, image_index=itm_image_index, output_attentions=True)
-    itm_logits = itm_out.itm_logits  # (2n, 2)
-    itm_targets = torch.cat([torch.ones(n), torch.zeros(n)]).long().to(itm_logits.device)
-    losses["itm"] = F.cross_entropy(itm_logits, itm_targets)
+    weights = tc.loss_weights
+    if weights["caption"]:
+        caption = batch["caption_decoder"]
+        losses["caption"] = model.text_decoder(
+            input_ids=caption["input_ids"], attention_mask=caption["attention_mask"], labels=caption["labels"],
+            encoder_hidden_states=image_embeds,
+        ).loss
 
     losses["patch"] = patch_loss(model, image_embeds, batch["patch_labels"], tc.patch_object_weight)
 
-    # Word-region alignment in the fusion layer (caption phrases and question phrases).
-    caption_grounding = grounding_loss(itm_out.cross_attentions[0][:n], batch["caption_token_objects"][:n], batch["patch_labels"]["owner"][:n])
+    # Word-region alignment in the fusion layer: the phrase a question names its object by, and
+    # (with ITM) the object phrases of the matching captions.
     question_owners = batch["patch_labels"]["owner"][batch["image_index"]]  # (B_q, N)
-    question_grounding = grounding_loss(out.cross_attentions[0], batch["question_token_objects"], question_owners)
-    losses["grounding"] = (caption_grounding + question_grounding) / 2
-    losses["total"] = sum(tc.loss_weights[k] * v for k, v in losses.items())
+    grounding = [grounding_loss(out.cross_attentions[0], batch["question_token_regions"], question_owners)]
+
+    if weights["itc"] or weights["itm"]:  # ITC and ITM on the first itm_images images and their captions
+        n = min(tc.itm_images, image_embeds.shape[0])
+        sub_images = image_embeds[:n]
+        text = {k: v[:n] for k, v in batch["caption_text"].items()}
+        similarity = model.image_text_similarity(sub_images, text["input_ids"], text["attention_mask"])  # (n, n)
+        targets = torch.arange(n, device=similarity.device)
+        losses["itc"] = (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets)) / 2
+        with torch.no_grad():  # hard negatives: a caption the model finds similar but belongs to another image
+            negative_weights = similarity.float().softmax(dim=1).fill_diagonal_(0) + 1e-6
+            negative_weights.fill_diagonal_(0)
+            negatives = torch.multinomial(negative_weights, 1).squeeze(1)  # (n,)
+        itm_image_index = torch.cat([targets, targets])  # (2n,): each image with its caption, then with a negative
+        itm_ids = torch.cat([text["input_ids"], text["input_ids"][negatives]])
+        itm_mask = torch.cat([text["attention_mask"], text["attention_mask"][negatives]])
+        itm_out = model(input_ids=itm_ids, attention_mask=itm_mask, image_embeds=sub_images, image_index=itm_image_index, output_attentions=True)
+        itm_logits = itm_out.itm_logits  # (2n, 2)
+        itm_targets = torch.cat([torch.ones(n), torch.zeros(n)]).long().to(itm_logits.device)
+        losses["itm"] = F.cross_entropy(itm_logits, itm_targets)
+        grounding.append(grounding_loss(itm_out.cross_attentions[0][:n], batch["caption_token_regions"][:n], batch["patch_labels"]["owner"][:n]))
+    losses["grounding"] = sum(grounding) / len(grounding)
+    losses["total"] = sum(weights[k] * v for k, v in losses.items())
     return losses
 
 
@@ -351,6 +383,7 @@ def quick_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_
     the share of questions about one object where the fused [CLS]'s fusion-layer attention peaks
     inside that object (`vqa.evaluation`'s pointing accuracy, on patch centres)."""
     model.eval()
+    device = model.device
     correct_cls = correct_gen = total = 0
     pointed = pointing_total = 0
     grid = processor.config.grid_size
@@ -359,18 +392,18 @@ def quick_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_
         ex = make_example("val", index, image_size=processor.config.image_size)
         if not ex.questions:
             continue
-        pixels = processor.images([ex.image])
+        pixels = processor.images([ex.image]).to(device)
         image_embeds, _ = model.encode_image(pixels)
-        q = processor.text([x.text for x in ex.questions])
-        same_image = torch.zeros(len(ex.questions), dtype=torch.long)  # (Q,): every question is about image 0
+        q = to_device(processor.text([x.text for x in ex.questions]), device)
+        same_image = torch.zeros(len(ex.questions), dtype=torch.long, device=device)  # (Q,): every question is about image 0
         out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, image_index=same_image, output_attentions=True)
-        cls_maps = out.cross_attentions[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid)  # (Q, grid, grid) [CLS], heads averaged
+        cls_maps = out.cross_attentions[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid).cpu()  # (Q, grid, grid) [CLS], heads averaged
         for x, cls_map in zip(ex.questions, cls_maps.numpy()):
             if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
                 pointed += peak_inside(cls_map, ex.scene.objects[x.referent].box)
                 pointing_total += 1
         predicted = [model.config.id2label[i] for i in out.answer_logits.argmax(-1).tolist()]
-        start = torch.full((len(ex.questions), 1), model.config.answer_start_token_id)
+        start = torch.full((len(ex.questions), 1), model.config.answer_start_token_id, device=device)
         generated = model.text_decoder.generate(
             input_ids=start, encoder_hidden_states=out.question_embeds, encoder_attention_mask=q["attention_mask"],
             max_new_tokens=4, do_sample=False, eos_token_id=model.config.sep_token_id, pad_token_id=model.config.pad_token_id,
@@ -400,8 +433,8 @@ def patch_validation(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, batc
     total = 0
     for index in range(num_scenes):
         example = make_example("val", index, image_size=processor.config.image_size)
-        labels = batches.patch_labels(example)  # {attribute: (N,)}
-        image_embeds, _ = model.encode_image(processor.images([example.image]))
+        labels = to_device(batches.patch_labels(example), model.device)  # {attribute: (N,)}
+        image_embeds, _ = model.encode_image(processor.images([example.image]).to(model.device))
         on_object = labels["owner"] >= 0  # (N,)
         for name, logits in model.patch_attribute_logits(image_embeds).items():
             correct[name] = correct.get(name, 0) + int((logits[0].argmax(-1)[on_object] == labels[name][on_object]).sum())

@@ -25,7 +25,10 @@ class Question:
     family: str
     referent: int | None = None  # index into scene.objects
     phrase: str | None = None  # the words in `text` that name an object ("red circle", "square")
-    phrase_object: int | None = None  # the object that phrase names (the referent, or a spatial question's anchor)
+    # Every object that phrase names: the referent, a spatial question's anchor, all the objects an
+    # existence or counting question describes. Empty when the phrase names nothing in the scene
+    # ("is there a star?" with no star): grounding then teaches its words to find no region.
+    phrase_objects: tuple[int, ...] = ()
     relation: str | None = None  # a spatial question's side word ("left", "right"): it points from the anchor to the referent
 
 
@@ -168,7 +171,8 @@ def ask_exist(scene: Scene, rng, negated: bool = False) -> Question | None:
     answer = ("no" if exists else "yes") if negated else ("yes" if exists else "no")
     referent = scene.objects.index(obj) if (want_present and kind == "color_shape") else None
     text = _choice(rng, TEMPLATES[family]).format(d=desc, a=with_article(desc))
-    return Question(text, answer, family, referent, desc if referent is not None else None, referent)
+    named = _matching(scene, color if kind != "shape" else None, shape if kind != "color" else None)
+    return Question(text, answer, family, referent, desc, named)
 
 
 def ask_attribute(scene: Scene, rng, family: str) -> Question | None:
@@ -178,7 +182,7 @@ def ask_attribute(scene: Scene, rng, family: str) -> Question | None:
         ref = _unique_reference(scene, int(index), rng, exclude=family)
         if ref is not None:
             answer = getattr(scene.objects[index], family)
-            return Question(_choice(rng, TEMPLATES[family]).format(r=ref), answer, family, int(index), ref, int(index))
+            return Question(_choice(rng, TEMPLATES[family]).format(r=ref), answer, family, int(index), ref, (int(index),))
     return None
 
 
@@ -197,12 +201,13 @@ def _ask_count_once(scene: Scene, rng) -> Question | None:
     # Pick a target count first so that answers 0..5 are not dominated by 0 and 1.
     obj = _choice(rng, scene.objects)
     if kind == "all":
-        return Question(_choice(rng, TEMPLATES["count"]).format(p=_choice(rng, ["shapes", "objects"])), str(len(scene.objects)), "count")
+        template = _choice(rng, TEMPLATES["count"])
+        plural = _choice(rng, ["shapes", "objects"])
+        return Question(template.format(p=plural), str(len(scene.objects)), "count", phrase=plural, phrase_objects=tuple(range(len(scene.objects))))
     if rng.random() < 0.2:  # a count of zero: name something absent
         for _ in range(50):
             color, shape = _choice(rng, COLOR_NAMES), _choice(rng, SHAPES)
-            match = _count(scene, color if kind != "shape" else None, shape if kind != "color" else None)
-            if match == 0 and (color, shape) not in HELD_OUT_PAIRS:
+            if not _matching(scene, color if kind != "shape" else None, shape if kind != "color" else None) and (color, shape) not in HELD_OUT_PAIRS:
                 break
         else:
             return None
@@ -211,11 +216,13 @@ def _ask_count_once(scene: Scene, rng) -> Question | None:
     color = color if kind != "shape" else None
     shape = shape if kind != "color" else None
     plural = f"{color} {SHAPE_PLURALS[shape]}" if (color and shape) else (SHAPE_PLURALS[shape] if shape else f"{color} {_choice(rng, ['shapes', 'objects', 'things'])}")
-    return Question(_choice(rng, TEMPLATES["count"]).format(p=plural), str(_count(scene, color, shape)), "count")
+    named = _matching(scene, color, shape)
+    return Question(_choice(rng, TEMPLATES["count"]).format(p=plural), str(len(named)), "count", phrase=plural, phrase_objects=named)
 
 
-def _count(scene: Scene, color: str | None, shape: str | None) -> int:
-    return sum((color is None or o.color == color) and (shape is None or o.shape == shape) for o in scene.objects)
+def _matching(scene: Scene, color: str | None, shape: str | None) -> tuple[int, ...]:
+    """Indices of the objects of this colour and shape (None: any)."""
+    return tuple(i for i, o in enumerate(scene.objects) if (color is None or o.color == color) and (shape is None or o.shape == shape))
 
 
 def ask_spatial(scene: Scene, rng, family: str) -> Question | None:
@@ -233,7 +240,7 @@ def ask_spatial(scene: Scene, rng, family: str) -> Question | None:
     if ref is None:
         return None
     answer = getattr(scene.objects[target], attribute)
-    return Question(_choice(rng, TEMPLATES[family]).format(side=side, r=ref), answer, family, target, ref, anchor, relation=side)
+    return Question(_choice(rng, TEMPLATES[family]).format(side=side, r=ref), answer, family, target, ref, (anchor,), relation=side)
 
 
 def ask(scene: Scene, rng, family: str) -> Question | None:
