@@ -108,7 +108,8 @@ PRESETS = {
     # - Grounding weighted 1.0 instead of 0.2: 0.58 -> 0.66 (no ITM / ITC, 330 joint steps).
     # - 64 px images: a joint step takes 0.76 s instead of 1.29, so 550 joint steps fit: 0.71.
     # - [CLS] grounding for existence and counting, the families still at chance (0.45-0.55): 0.71 -> 0.75.
-    # - 8 questions per image instead of 4: 0.95 after 450 joint steps, but at 1.24 s a step that is over 10 minutes.
+    # - 8 questions per image instead of 4 (and no caption decoder): 0.95 after 450 joint steps, but at 1.24 s a
+    #   step that is over 10 minutes.
     # - 380 such steps, fusion from layer 0 in 3 text layers (cheaper), and a cosine that ends at 5e-4 instead of
     #   3e-5: 0.92 and 0.95 for two seeds.
     # Existence and negation are learned suddenly, some 100 steps earlier or later from seed to seed: after
@@ -211,14 +212,16 @@ class BatchMaker:
         }
 
     def question_token_regions(self, texts: list[str], asked: list) -> torch.Tensor:
-        regions = self.phrase_regions(texts, asked)
+        """(B_q, T, 1 + MAX_OBJECTS) grounding targets of the questions' tokens: their phrase's words (see
+        `question_phrase_regions`), and [CLS] too for the families in `cls_grounding_families`."""
+        regions = self.question_phrase_regions(texts, asked)
         for b, question in enumerate(asked):
             if question.family in self.tc.cls_grounding_families and question.phrase:
                 regions[b, 0] = False
                 regions[b, 0, [i + 1 for i in question.phrase_objects] or [0]] = True
         return regions
 
-    def phrase_regions(self, texts: list[str], asked: list) -> torch.Tensor:
+    def question_phrase_regions(self, texts: list[str], asked: list) -> torch.Tensor:
         """(B_q, T, 1 + MAX_OBJECTS) where each question token should look in the fusion layer, see
         `phrase_token_regions`: the words of the phrase that names objects ("red squares") look at all of
         them, or at no region when the scene has none."""
