@@ -148,31 +148,23 @@ def with_article(phrase: str) -> str:
 def ask_exist(scene: Scene, rng, negated: bool = False) -> Question | None:
     want_present = bool(rng.integers(2))
     kind = _choice(rng, ["color_shape", "color_shape", "shape", "color"])
-    present = {(o.color, o.shape) for o in scene.objects}
     obj = _choice(rng, scene.objects)
     if want_present:
         color, shape = obj.color, obj.shape
     else:
         for _ in range(100):
             color, shape = _choice(rng, COLOR_NAMES), _choice(rng, SHAPES)
-            if (color, shape) in HELD_OUT_PAIRS:
-                continue
-            if kind == "color_shape" and (color, shape) not in present:
-                break
-            if kind == "shape" and shape not in {o.shape for o in scene.objects}:
-                break
-            if kind == "color" and color not in {o.color for o in scene.objects}:
+            if (color, shape) not in HELD_OUT_PAIRS and not _matching(scene, *_named(kind, color, shape)):
                 break
         else:
             return None
-    desc = _describe(color if kind != "shape" else None, shape if kind != "color" else None)
+    desc = _describe(*_named(kind, color, shape))
     family = "not_exist" if negated else "exist"
     exists = want_present
     answer = ("no" if exists else "yes") if negated else ("yes" if exists else "no")
     referent = scene.objects.index(obj) if (want_present and kind == "color_shape") else None
     text = _choice(rng, TEMPLATES[family]).format(d=desc, a=with_article(desc))
-    named = _matching(scene, color if kind != "shape" else None, shape if kind != "color" else None)
-    return Question(text, answer, family, referent, desc, named)
+    return Question(text, answer, family, referent, desc, _matching(scene, *_named(kind, color, shape)))
 
 
 def ask_attribute(scene: Scene, rng, family: str) -> Question | None:
@@ -207,17 +199,21 @@ def _ask_count_once(scene: Scene, rng) -> Question | None:
     if rng.random() < 0.2:  # a count of zero: name something absent
         for _ in range(50):
             color, shape = _choice(rng, COLOR_NAMES), _choice(rng, SHAPES)
-            if not _matching(scene, color if kind != "shape" else None, shape if kind != "color" else None) and (color, shape) not in HELD_OUT_PAIRS:
+            if not _matching(scene, *_named(kind, color, shape)) and (color, shape) not in HELD_OUT_PAIRS:
                 break
         else:
             return None
     else:
         color, shape = obj.color, obj.shape
-    color = color if kind != "shape" else None
-    shape = shape if kind != "color" else None
+    color, shape = _named(kind, color, shape)
     plural = f"{color} {SHAPE_PLURALS[shape]}" if (color and shape) else (SHAPE_PLURALS[shape] if shape else f"{color} {_choice(rng, ['shapes', 'objects', 'things'])}")
     named = _matching(scene, color, shape)
     return Question(_choice(rng, TEMPLATES["count"]).format(p=plural), str(len(named)), "count", phrase=plural, phrase_objects=named)
+
+
+def _named(kind: str, color: str, shape: str) -> tuple[str | None, str | None]:
+    """The colour and shape a question of this kind names ("color_shape", "color" or "shape"), None for the other."""
+    return (color if kind != "shape" else None), (shape if kind != "color" else None)
 
 
 def _matching(scene: Scene, color: str | None, shape: str | None) -> tuple[int, ...]:
