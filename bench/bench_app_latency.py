@@ -12,7 +12,11 @@ for all its requests (the figure the project targets: certificates still checked
 loaded once); gradio_client with ssl_verify=False; and plain HTTP requests (upload, call, event
 stream: what the browser page does), which shows how much of the time is the server's and how
 much the client library's.
-Prints a table and one JSON line. Not a test: numbers depend on the machine and on
+First, the floor comparison: the same fresh scenes go, one at a time and taking turns, to /ask
+over plain HTTP, to a bare Gradio app with /ask's exact components that answers at once
+(bench/floor_app.py, the floor), and straight to the model's both-heads `ask()` in this process.
+It prints /ask − floor beside the model's own time: what the app adds is the difference.
+Prints tables and one JSON line. Not a test: numbers depend on the machine and on
 whatever else runs on it.
 """
 
@@ -23,7 +27,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.live_server import ASK_DEFAULTS, free_port, percentile, start_app, stop, wait_until_up  # noqa: E402  (shared with the tests)
+
 UPLOAD_SIZE = 192  # px: the size of the demo's example pictures
 # Each head's note ends in "· N ms": the time its answer() call took inside the server.
 MODEL_MS = re.compile(r"· (\d+) ms")
@@ -43,41 +51,35 @@ def model_ms(outputs) -> float:
     return float(sum(int(m) for note in outputs[3:5] for m in MODEL_MS.findall(str(note))))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-def start_server(model: str, port: int, log_path: Path, quantize: str = "int8") -> subprocess.Popen:
-    env = dict(os.environ, VQA_MODEL=model, VQA_QUANTIZE=quantize, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), PYTHONUNBUFFERED="1")
+def start_floor(port: int, log_path: Path) -> subprocess.Popen:
     log = log_path.open("w")
-    return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(port)], cwd=ROOT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_until_up(url: str, server: subprocess.Popen, timeout: float) -> None:
-    import httpx
+def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, inputs: list[tuple[str, str]], warmup: int) -> dict:
+    """p50 of /ask (plain HTTP, 1 client), of the floor app, and of the model's own both-heads ask(),
+    the three taking turns on each fresh scene so that a change in the machine's speed hits all three."""
+    import vqa
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the app exited with code {server.returncode} before serving")
-        try:
-            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the app did not answer at {url} within {timeout:.0f} s")
+    backbone = vqa.load(model, quantize=None if quantize == "none" else quantize)
+    clients = {"ask": RawHTTPClient(app_url), "floor": RawHTTPClient(floor_url)}
+    times: dict[str, list[float]] = {"ask": [], "floor": [], "model": []}
+    for n, (image, question) in enumerate(inputs):
+        for name in ("floor", "ask", "model"):
+            start = time.perf_counter()
+            if name == "model":
+                backbone.ask(image, question)  # both heads, as the Ask button asks
+            else:
+                clients[name].predict(image, question)
+            if n >= warmup:
+                times[name].append((time.perf_counter() - start) * 1000)
+    for client in clients.values():
+        client.close()
+    p50 = {name: round(percentile(values, 50), 1) for name, values in times.items()}
+    bar = p50["floor"] + 1.2 * p50["model"]
+    return {"requests": len(times["ask"]), "ask_p50_ms": p50["ask"], "floor_p50_ms": p50["floor"], "model_both_heads_p50_ms": p50["model"],
+            "ask_minus_floor_ms": round(p50["ask"] - p50["floor"], 1), "bar_ms": round(bar, 1), "meets_bar": p50["ask"] <= bar}
 
 
 class RawHTTPClient:
@@ -155,8 +157,6 @@ class SharedTLSGradioClient(GradioClient):
         self.client = Client(url, verbose=False, ssl_verify=ssl.create_default_context(cafile=certifi.where()))
 
 
-# /ask's optional inputs at the UI's defaults: top-k, decoding, beams, top-p, temperature, max new tokens
-ASK_DEFAULTS = [5, "greedy", 3, 0.9, 1.0, 8]
 CLIENTS = {
     "gradio_client": GradioClient,
     "gradio_client-shared-tls": SharedTLSGradioClient,
@@ -168,7 +168,6 @@ CLIENTS = {
 def fresh_inputs(count: int, first: int, folder: Path) -> list[tuple[str, str]]:
     """`count` (image file, question) pairs, each a different generated val scene and its first question:
     every request is a new upload and a new question, so no cache in the server answers it."""
-    sys.path.insert(0, str(ROOT))
     from vqa.data.splits import make_example
 
     inputs = []
@@ -239,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", default=os.environ.get("VQA_QUANTIZE", "int8"), choices=["int8", "none", "bnb-int8", "bnb-nf4"],
                         help="the weights the app answers with (its VQA_QUANTIZE; default int8, as the app serves)")
     parser.add_argument("--requests", type=int, default=50, help="requests per concurrency level (default 50), each a new scene")
+    parser.add_argument("--floor-requests", type=int, default=100, help="scenes for the floor comparison (default 100; 0 skips it)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrency levels (default: 1 8)")
     parser.add_argument("--client", nargs="+", default=list(CLIENTS), choices=list(CLIENTS),
                         help="how to call /ask: gradio_client as it comes, gradio_client with one TLS context shared by its "
@@ -253,9 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(tempfile.mkdtemp(prefix="bench_app_")) / "server.log"
-    server = start_server(args.model, port, log_path, args.quantize)
+    server = start_app(port, log_path, VQA_MODEL=args.model, VQA_QUANTIZE=args.quantize)
+    floor_url = f"http://127.0.0.1:{(floor_port := free_port())}/"
+    floor = start_floor(floor_port, log_path.parent / "floor.log")
+    floor_result = None
     try:
         wait_until_up(url, server, args.startup_timeout)
+        wait_until_up(floor_url, floor, args.startup_timeout)
+        if args.floor_requests:
+            scenes = fresh_inputs(args.warmup + args.floor_requests, 100_000, log_path.parent)
+            floor_result = floor_comparison(url, floor_url, args.model, args.quantize, scenes, args.warmup)
         per_level = args.warmup + args.requests
         levels = [(kind, clients) for kind in args.client for clients in args.clients]
         inputs = fresh_inputs(per_level * len(levels), 0, log_path.parent)
@@ -269,12 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server log ({log_path}):\n" + log_path.read_text()[-3000:], file=sys.stderr)
         raise
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
+        stop(floor)
 
+    if floor_result:
+        f = floor_result
+        print(f"/ask against its floor · plain HTTP, 1 client, {f['requests']} fresh scenes, taking turns with the floor app and the model")
+        print(f"{'floor app p50':<32} {f['floor_p50_ms']:>8} ms")
+        print(f"{'/ask p50':<32} {f['ask_p50_ms']:>8} ms")
+        print(f"{'model both heads p50 (ask())':<32} {f['model_both_heads_p50_ms']:>8} ms")
+        print(f"{'/ask - floor':<32} {f['ask_minus_floor_ms']:>8} ms")
+        print(f"{'bar: floor + 1.2 x model':<32} {f['bar_ms']:>8} ms  ({'met' if f['meets_bar'] else 'NOT met'})")
+        print()
     print(f"/ask latency · model {args.model} ({args.quantize}) · {os.cpu_count()} CPUs · server log {log_path}")
     print(f"{'client':<27} {'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>9} {'p95 ms':>9} {'mean ms':>9} {'req/s':>7} {'in model p50':>13}")
     for r in results:
@@ -282,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['throughput_rps']:>7} {r['model_p50_ms']:>13}")
         for error in r["first_errors"]:
             print(f"        error: {error}")
-    print(json.dumps({"benchmark": "app_ask_latency", "model": args.model, "quantize": args.quantize, "cpus": os.cpu_count(), "levels": results}))
+    print(json.dumps({"benchmark": "app_ask_latency", "model": args.model, "quantize": args.quantize, "cpus": os.cpu_count(),
+                      "floor": floor_result, "levels": results}))
     return 1 if any(r["errors"] for r in results) else 0
 
 

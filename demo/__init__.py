@@ -14,3 +14,8 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+# transformers draws a "Loading weights" bar on every model load: noise in a server's log.
+import transformers.utils.logging  # noqa: E402  (after the environment above)
+
+transformers.utils.logging.disable_progress_bar()

@@ -18,6 +18,7 @@ import logging
 import statistics
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Callable
 
 import gradio as gr
@@ -28,14 +29,12 @@ import vqa
 from vqa.attention_maps import colorbar, layer_grid, overlay, peak_location, pointing_map, rollout, select_map
 from vqa.image_io import MAX_QUESTION_CHARS, clean_question, load_image
 from vqa.quantization import SCHEME_LABELS, SCHEMES, availability, normalise_scheme
+from vqa.settings import ATTENTION_METHOD, QUANTIZATION
 
 from demo.state import ModelManager
 
 log = logging.getLogger("demo")
 
-DECODINGS = ("greedy", "beam", "nucleus")
-CAPTION_DECODINGS = ("beam", "nucleus", "greedy")
-ATTENTION_METHODS = ("attention", "rollout")
 #: The quantization comparison asks for this many answers from each model, so the
 #: total variation covers (nearly) the whole answer distribution, not just the top 5.
 COMPARE_TOP_K = 100
@@ -44,6 +43,12 @@ SHOWN_TOP_K = 5
 #: Timed repeats per model in the quantization comparison (the median is shown).
 LATENCY_REPEATS = 3
 GENERIC_ERROR = "Something went wrong on the server. The details are in the server log; please try again."
+#: Pictures kept in a session for re-drawing its heatmaps are shrunk to this many pixels on the long
+#: side: the size the heatmaps are shown at, so nothing visible is lost and a 25-megapixel upload
+#: does not stay in memory.
+DISPLAY_SIDE = 384
+#: Layers × heads pictures a session keeps for re-drawing (one per word chosen), most recent first.
+GRID_CACHE_SIZE = 4
 
 CAPABILITY_WORDS = {
     "classifier": "pick an answer from a fixed list (classifier head)",
@@ -122,14 +127,6 @@ def _table_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _source_name(source: str) -> str:
-    """A hub id as it is; a local folder by its name only (server paths are not shown to users)."""
-    from pathlib import Path
-
-    path = Path(source)
-    return f"local folder “{path.name}”" if path.is_dir() else source
-
-
 def _position_words(grid_map: np.ndarray) -> str:
     x, y = peak_location(grid_map)
     row = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
@@ -196,12 +193,29 @@ def token_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
 
 
 def _choice(value: Any, choices: list[tuple[str, str]], default: str) -> str:
-    return value if value in {v for _, v in choices} else default
+    return value if isinstance(value, str) and value in {v for _, v in choices} else default
+
+
+def check_view(maps: vqa.AttentionMaps, layer: Any, head: Any, method: Any) -> None:
+    """InputError unless layer, head and method are among the menus' choices for these maps."""
+    method_ok = isinstance(method, str) and method in ATTENTION_METHOD.choices
+    for value, choices, what in ((layer, layer_choices(maps), "layer"), (head, head_choices(maps), "head")):
+        if not isinstance(value, str) or value not in {v for _, v in choices}:
+            raise vqa.InputError(f"Choose the {what} from its menu: {', '.join(v for _, v in choices)}.")
+    if not method_ok:
+        ATTENTION_METHOD.check(method)
+
+
+def display_copy(image: Image.Image) -> Image.Image:
+    """The picture at the size heatmaps are drawn at: what a session keeps for re-drawing."""
+    small = image.copy()
+    small.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BICUBIC)
+    return small
 
 
 def _token_index(maps: vqa.AttentionMaps, token: str | None) -> int | None:
     """'3:red' -> 3 when token 3 is still 'red' (the question may have changed), else None (all words)."""
-    if not token or token == "all":
+    if not isinstance(token, str) or not token or token == "all":
         return None
     index, _, text = str(token).partition(":")
     try:
@@ -212,7 +226,9 @@ def _token_index(maps: vqa.AttentionMaps, token: str | None) -> int | None:
 
 
 def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "first", head: str = "mean", token: str = "all", method: str = "attention") -> tuple[Image.Image, str]:
-    """The heatmap for one choice of layer / head / token / method, and a sentence describing it."""
+    """The heatmap for one choice of layer / head / token / method, and a sentence describing it.
+    A layer, head or method not on the menus is an InputError; a word no longer in the question means all words."""
+    check_view(maps, layer, head, method)
     t = _token_index(maps, token)
     word = (
         "all question words" if t is None
@@ -225,14 +241,14 @@ def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "fi
     else:
         if layer == "mean":
             layer_index, layer_text = None, "mean over the fusion layers"
-        elif layer in (None, "", "first"):
+        elif layer == "first":
             layer_index, layer_text = 0, f"first fusion layer ({maps.layers[0]})"
         elif layer == "last":
             layer_index, layer_text = -1, f"last fusion layer ({maps.layers[-1]})"
         else:
-            layer_index = min(max(int(layer), 0), len(maps.layers) - 1)
+            layer_index = int(layer)
             layer_text = f"layer {maps.layers[layer_index]}"
-        head_index = None if head in (None, "", "mean") else min(max(int(head), 0), maps.num_heads - 1)
+        head_index = None if head == "mean" else int(head)
         head_text = "mean over heads" if head_index is None else f"head {head_index}"
         grid_map = select_map(maps, layer=layer_index, head=head_index, token=t)
         what = f"{layer_text}, {head_text}, from {word}"
@@ -252,36 +268,35 @@ def grid_view(maps: vqa.AttentionMaps, image: Image.Image, token: str = "all") -
 
 # ----- the handlers ---------------------------------------------------------------------------
 class Handlers:
-    """Event handlers bound to one ModelManager (shared by every user of the server)."""
+    """Event handlers bound to one ModelManager. Every handler that uses a model takes the session's
+    model key last (its `gr.State`; None means the default model)."""
 
     def __init__(self, models: ModelManager):
         self.models = models
 
+    def _model(self, key: str | None, progress=None) -> vqa.backbones.base.Backbone:
+        """The session's model, loaded if it has to be. On a public server a failed load says which model
+        failed and nothing more: the loader's own message may name server folders; it goes to the log."""
+        try:
+            return self.models.current(key, progress)
+        except vqa.ModelLoadError as exc:
+            if self.models.allow_custom:
+                raise
+            log.warning("Loading %s failed: %s", key or self.models.default_key, exc)
+            raise vqa.ModelLoadError(f"{key or self.models.default_key} could not be loaded on this server right now.") from exc
+
     # ----- Ask ---------------------------------------------------------------------------
     @user_errors
-    def ask(self, image, question, top_k=5, decoding="greedy", num_beams=3, top_p=0.9, temperature=1.0, max_new_tokens=8):
+    def ask(self, image, question, top_k=5, decoding="greedy", num_beams=3, top_p=0.9, temperature=1.0, max_new_tokens=8, model_key=None):
         """Answer with the classifier head (top-k with probabilities) and the generative head (with its sequence probability).
 
         Returns (classifier label, generative label, agreement badge HTML, classifier note, generative note)."""
-        pil = load_image(image)
-        text = clean_question(question)
-        model = self.models.current()
-        caps = model.capabilities
-        if not caps & {"classifier", "generative"}:
-            raise vqa.UnsupportedError(f"{model.name} cannot answer questions; try the Caption tab, or load a question-answering model in the Model tab.")
-        top_k = int(top_k)
-        classifier = model.answer(pil, text, head="classifier", top_k=top_k) if "classifier" in caps else None
-        generative = (
-            model.answer(
-                pil, text, head="generative", top_k=top_k, decoding=decoding or "greedy", num_beams=int(num_beams),
-                top_p=float(top_p), temperature=float(temperature), max_new_tokens=int(max_new_tokens),
-            )
-            if "generative" in caps else None
-        )
+        model = self._model(model_key)
+        answers = model.ask(image, question, top_k=top_k, decoding=decoding, num_beams=num_beams, top_p=top_p,
+                            temperature=temperature, max_new_tokens=max_new_tokens)
+        classifier, generative = answers.classifier, answers.generative
         if classifier:
             classifier_note = f"Top answer **{percent(classifier.score)}** likely · {classifier.latency_ms:.0f} ms"
-            if pil.info.get("vqa_note"):  # e.g. "Animated image: the first frame was used."
-                classifier_note += f"  \n{pil.info['vqa_note']}"
         else:
             classifier_note = f"{model.name} has no classifier head."
         if generative:
@@ -291,18 +306,17 @@ class Handlers:
             )
         else:
             generative_note = f"{model.name} has no generative head."
+        for note in answers.notes:  # e.g. "Animated image: the first frame was used."
+            classifier_note += f"  \n{note}"
         return label_value(classifier), label_value(generative), agreement_badge(classifier, generative), classifier_note, generative_note
 
     # ----- Caption -----------------------------------------------------------------------
     @user_errors
-    def caption(self, image, decoding="beam", num_captions=3, num_beams=3, top_p=0.9, temperature=1.0, max_new_tokens=40):
+    def caption(self, image, decoding="beam", num_captions=3, num_beams=3, top_p=0.9, temperature=1.0, max_new_tokens=40, model_key=None):
         """Describe the image. Returns (best caption, Markdown table of captions with probabilities, note)."""
-        pil = load_image(image)
-        model = self.models.current()
-        result = model.caption(
-            pil, decoding=decoding or "beam", num_captions=int(num_captions), num_beams=int(num_beams),
-            top_p=float(top_p), temperature=float(temperature), max_new_tokens=int(max_new_tokens),
-        )
+        model = self._model(model_key)
+        result = model.caption(image, decoding=decoding, num_captions=num_captions, num_beams=num_beams, top_p=top_p,
+                               temperature=temperature, max_new_tokens=max_new_tokens)
         rows = result.candidates or [(result.text, result.score)]
         table = "\n".join(
             ["| # | Caption | Probability |", "|---|---|---|"]
@@ -312,25 +326,29 @@ class Handlers:
             f"{len(rows)} caption(s) by {decoding} decoding · {result.latency_ms:.0f} ms · "
             "probability of a caption = the product of its word probabilities, so long captions get small numbers"
         )
+        note += "".join(f"  \n{n}" for n in result.notes)
         return result.text, table, note
 
     # ----- Attention ---------------------------------------------------------------------
     @user_errors
-    def explain(self, image, question, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention"):
+    def explain(self, image, question, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention", model_key=None):
         """Where the model looked. Returns (heatmap, layers×heads grid, colour bar, description, note,
-        state for re-drawing, layer / head / token dropdown updates)."""
+        state for re-drawing, layer / head / token dropdown updates).
+
+        The state keeps what a re-draw needs and no more: the maps and the picture at display size."""
         pil = load_image(image)
         text = clean_question(question)
-        model = self.models.current()
+        model = self._model(model_key)
         maps = model.explain(pil, text)
+        picture = display_copy(pil)
         layers, heads, tokens = layer_choices(maps), head_choices(maps), token_choices(maps)
         layer, head = _choice(layer, layers, "first"), _choice(head, heads, "mean")
         token = token if _token_index(maps, token) is not None else "all"
-        method = method if method in ATTENTION_METHODS else "attention"
-        heat, description = attention_view(maps, pil, layer, head, token, method)
-        grid = grid_view(maps, pil, token)
+        method = method if method in ATTENTION_METHOD.choices else ATTENTION_METHOD.default
+        heat, description = attention_view(maps, picture, layer, head, token, method)
+        grid = grid_view(maps, picture, token)
         note = f"*{maps.kind}:* {maps.note}" if maps.note else f"*{maps.kind}*"
-        state = {"maps": maps, "image": pil, "grids": {token: grid}}
+        state = {"maps": maps, "image": picture, "grids": OrderedDict({token: grid})}
         return (
             heat, grid, colorbar_image(), description, note, state,
             gr.update(choices=layers, value=layer), gr.update(choices=heads, value=head), gr.update(choices=tokens, value=token),
@@ -339,46 +357,56 @@ class Handlers:
     @user_errors
     def redraw_attention(self, state, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention"):
         """Re-draw from the maps already computed (no model call) when a control changes."""
-        if not state:
+        if not isinstance(state, dict) or "maps" not in state:
             return gr.skip(), gr.skip(), gr.skip()
-        maps, pil = state["maps"], state["image"]
-        heat, description = attention_view(maps, pil, layer, head, token, method)
-        grids = state.setdefault("grids", {})
-        if token not in grids:
-            grids[token] = grid_view(maps, pil, token)
-        return heat, grids[token], description
+        maps, picture = state["maps"], state["image"]
+        heat, description = attention_view(maps, picture, layer, head, token, method)
+        # One grid per word, keyed by the word as resolved (junk tokens all mean "all"), at most GRID_CACHE_SIZE.
+        word = token if _token_index(maps, token) is not None else "all"
+        grids = state["grids"]
+        if word not in grids:
+            grids[word] = grid_view(maps, picture, word)
+        grids.move_to_end(word)
+        while len(grids) > GRID_CACHE_SIZE:
+            grids.popitem(last=False)
+        return heat, grids[word], description
 
     # ----- Quantization ------------------------------------------------------------------
     @user_errors
-    def compare_quantized(self, image, question, scheme="int8", progress=gr.Progress()):
+    def compare_quantized(self, image, question, scheme="int8", model_key=None, progress=gr.Progress()):
         """The same question, full precision vs quantized. Returns (summary Markdown, fp32 label, quantized label,
         fp32 heatmap, quantized heatmap, difference heatmap)."""
         pil = load_image(image)
         text = clean_question(question)
-        scheme = normalise_scheme(scheme)
+        scheme = normalise_scheme(QUANTIZATION.check(scheme))
         ok, reason = availability().get(scheme, (False, "unknown scheme"))
         if not ok:
             raise vqa.UnsupportedError(f"{SCHEME_LABELS[scheme]} is not available here: {reason}.")
-        base = self.models.full_precision(progress=lambda f, m: progress(0.05 * f, desc=m))
+        self._model(model_key, progress=lambda f, m: progress(0.05 * f, desc=m))
+        base = self.models.full_precision(model_key, progress=lambda f, m: progress(0.05 * f, desc=m))
         head = "classifier" if "classifier" in base.capabilities else "generative" if "generative" in base.capabilities else None
         if head is None:
             raise vqa.UnsupportedError(f"{base.name} cannot answer questions, so there is nothing to compare.")
 
-        cached = scheme is None or scheme in self.models.cached_schemes()
+        cached = scheme in self.models.cached_schemes(model_key)
         progress(0.05, desc=f"Preparing {SCHEME_LABELS[scheme]} copy of {base.name}…")
         start = time.perf_counter()
-        quant = self.models.quantized(scheme, progress=lambda f, m: progress(0.05 + 0.55 * f, desc=m))
+        quant = self.models.quantized(model_key, scheme, progress=lambda f, m: progress(0.05 + 0.55 * f, desc=m))
         load_seconds = time.perf_counter() - start
 
         progress(0.65, desc="Answering with both models…")
         runs = {}
         for key, model in (("full", base), ("quant", quant)):
-            answers = [model.answer(pil, text, head=head, top_k=COMPARE_TOP_K) for _ in range(1 + LATENCY_REPEATS)]
-            runs[key] = (answers[0], statistics.median(a.latency_ms for a in answers[1:]))
+            # Each timed answer starts from a fresh image encoding: a cache hit would time a dictionary lookup.
+            answers = []
+            for _ in range(LATENCY_REPEATS):
+                model.clear_caches()
+                answers.append(model.answer(pil, text, head=head, top_k=COMPARE_TOP_K))
+            runs[key] = (answers[0], statistics.median(a.latency_ms for a in answers))
         (full, full_ms), (qa, quant_ms) = runs["full"], runs["quant"]
 
         p, q = dict(full.candidates), dict(qa.candidates)
-        tv = 0.5 * sum(abs(p.get(a, 0.0) - q.get(a, 0.0)) for a in set(p) | set(q))
+        tv = total_variation(p, q)
         top_full = [a for a, _ in full.candidates[:SHOWN_TOP_K]]
         top_quant = [a for a, _ in qa.candidates[:SHOWN_TOP_K]]
         overlap = len(set(top_full) & set(top_quant))
@@ -390,8 +418,9 @@ class Handlers:
         if "explain" in base.capabilities and "explain" in quant.capabilities:
             map_full, map_quant = pointing_map(base.explain(pil, text)), pointing_map(quant.explain(pil, text))
             diff = np.abs(map_full - map_quant)
-            heat_full, heat_quant = overlay(pil, map_full), overlay(pil, map_quant)
-            heat_diff = overlay(pil, diff)
+            picture = display_copy(pil)
+            heat_full, heat_quant = overlay(picture, map_full), overlay(picture, map_quant)
+            heat_diff = overlay(picture, diff)
             diff_line = (
                 f"Heatmaps (first fusion layer, heads averaged, from the first token, [CLS]): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
                 f"(each map is a share of 1 spread over {diff.size} patches; the difference picture is scaled to its own maximum)."
@@ -407,7 +436,7 @@ class Handlers:
             "|---|---|---|",
             f"| Answer ({head} head) | **{_table_cell(full.answer)}** ({percent(full.score)}) | **{_table_cell(qa.answer)}** ({percent(qa.score)}) |",
             f"| Memory (weights) | {megabytes(full_mem)} | {megabytes(quant_mem)} ({quant_mem / max(full_mem, 1):.2f}×) |",
-            f"| Latency (median of {LATENCY_REPEATS}) | {full_ms:.1f} ms | {quant_ms:.1f} ms ({speed:.2f}× speed) |",
+            f"| Latency (median of {LATENCY_REPEATS}, each from a fresh image encoding) | {full_ms:.1f} ms | {quant_ms:.1f} ms ({speed:.2f}× speed) |",
             f"| Loading the quantized copy | | {load_text} |",
             "",
             f"**Top answer changed:** {'yes ⚠' if changed else 'no'} · **Top-{SHOWN_TOP_K} answers shared:** {overlap}/{SHOWN_TOP_K} · "
@@ -421,24 +450,25 @@ class Handlers:
 
     # ----- Model -------------------------------------------------------------------------
     @user_errors
-    def load_model(self, choice=None, custom="", progress=gr.Progress()):
-        """Load another backbone for everyone. Returns (status, model facts, page header).
-        On failure the current model stays and the error is shown."""
-        name = (custom or "").strip() or (choice or "").strip()
-        if not name:
-            raise vqa.InputError("Choose a model from the list or type a hub id / folder path.")
-        progress(0.0, desc=f"Loading {name}…")
+    def load_model(self, choice=None, custom="", model_key=None, progress=gr.Progress()):
+        """Choose the model for this session (loading it if no session has yet).
+        Returns (status, model facts, page header, the session's new model key). On failure the session keeps its model."""
+        key = self.models.choose(choice, custom)
+        progress(0.0, desc=f"Loading {key}…")
         start = time.perf_counter()
-        model = self.models.load(name, progress=lambda f, m: progress(f, desc=m))
+        model = self._model(key, progress=lambda f, m: progress(f, desc=m))
         seconds = time.perf_counter() - start
-        status = f"✓ Loaded **{html.escape(model.name)}** in {seconds:.1f} s. Every tab now uses it."
-        return status, self.model_facts(), self.header()
+        status = f"✓ **{html.escape(model.name)}** is ready ({seconds:.1f} s). Every tab of this page now uses it; other visitors keep theirs."
+        return status, self.model_facts(key), self.header(key), key
 
-    def model_facts(self) -> str:
-        """The Model tab's table: what the loaded backbone is, in plain words."""
-        if not self.models.loaded:
-            return f"**No model loaded.** {html.escape(self.models.load_error or 'It loads on first use.')}"
-        model = self.models.current()
+    def model_facts(self, model_key: str | None = None) -> str:
+        """The Model tab's table: what the session's backbone is, in plain words."""
+        try:
+            entry = self.models.entry(model_key)
+        except vqa.VQAError as exc:
+            log.warning("No model facts for %s: %s", model_key or self.models.default_key, exc)
+            return "**No model loaded.** It loads on first use."
+        model = entry.backbone
         info = model.info()
         lines = [
             f"### {html.escape(info.name)}",
@@ -447,31 +477,36 @@ class Handlers:
             "| About this model | |",
             "|---|---|",
             f"| Family | {_table_cell(info.family)} |",
-            f"| Loaded from | {_table_cell(_source_name(self.models.source))} |",
-            f"| Answers with | {_table_cell(SCHEME_LABELS[self.models.served_scheme])} weights |",
+            f"| Chosen as | {_table_cell(model_key or self.models.default_key)} |",
+            f"| Answers with | {_table_cell(SCHEME_LABELS[model.quantization])} weights |",
         ]
         lines += [f"| {_table_cell(k)} | {_table_cell(v)} |" for k, v in info.facts.items()]
         lines.append(f"| Memory (weights) | {megabytes(self.models.memory_bytes(model))} |")
-        if self.models.load_seconds is not None:
-            lines.append(f"| Load time | {self.models.load_seconds:.1f} s |")
+        if entry.seconds:
+            lines.append(f"| Load time | {entry.seconds:.1f} s |")
         lines += ["", "**It can:** " + "; ".join(CAPABILITY_WORDS.get(c, c) for c in sorted(info.capabilities)) + "."]
         lines += [f"- {note}" for note in info.notes]
-        if self.models.serving_note:
-            lines.append(f"- {html.escape(self.models.serving_note)}")
+        if entry.note:
+            lines.append(f"- {html.escape(entry.note)}")
         return "\n".join(lines)
 
-    def header(self) -> str:
-        if self.models.loaded:
-            model = self.models.current()
-            state = f"Model: **{html.escape(model.name)}** ({model.family}, {SCHEME_LABELS[self.models.served_scheme]} weights)"
-        else:
-            state = f"⚠ No model loaded: {html.escape(self.models.load_error or 'it loads on first use')}"
+    def header(self, model_key: str | None = None) -> str:
+        try:
+            model = self.models.entry(model_key).backbone
+            state = f"Model: **{html.escape(model.name)}** ({model.family}, {SCHEME_LABELS[model.quantization]} weights)"
+        except vqa.VQAError:
+            state = "⚠ No model loaded: it loads on first use"
         return f"# Ask a picture a question\n{state} · runs on this machine's CPU, offline."
 
     @user_errors
-    def refresh(self):
-        """On page load: the header and model facts as they are now (another user may have switched models)."""
-        return self.model_facts(), self.header()
+    def refresh(self, model_key=None):
+        """On page load: the header and model facts of this session's model."""
+        return self.model_facts(model_key), self.header(model_key)
+
+
+def total_variation(p: dict[str, float], q: dict[str, float]) -> float:
+    """Half the L1 distance between two answer distributions: 0 when identical, 1 when disjoint."""
+    return 0.5 * sum(abs(p.get(a, 0.0) - q.get(a, 0.0)) for a in set(p) | set(q))
 
 
 # ----- choices for the UI ---------------------------------------------------------------------------
@@ -493,30 +528,9 @@ def quantization_table() -> str:
     return "\n".join(lines)
 
 
-def hub_models() -> list[dict]:
-    """HUB_MODELS when the hub package is importable (it is optional)."""
-    try:
-        from vqa.backbones.hub import HUB_MODELS
-    except ImportError:
-        return []
-    except Exception:  # noqa: BLE001 - a broken optional module must not take the app down
-        log.exception("vqa.backbones.hub could not be imported")
-        return []
-    return [m for m in HUB_MODELS if isinstance(m, dict) and m.get("id")]
-
-
-def model_choices(default_source: str) -> list[tuple[str, str]]:
-    """The embedded/default model first, then the hub checkpoints."""
-    from pathlib import Path
-
-    default_name = Path(default_source).name or default_source
-    choices = [(f"{default_name} (default, embedded)", default_source)]
-    for m in hub_models():
-        extra = " · ".join(x for x in (m.get("does"), m.get("size")) if x)
-        label = f"{m['id']} — {extra}" if extra else m["id"]
-        if m["id"] != default_source:
-            choices.append((label, m["id"]))
-    return choices
+def model_choices(models: ModelManager) -> list[tuple[str, str]]:
+    """The Model tab's dropdown: the allow-list, default first; an unavailable entry says why in its label."""
+    return [(offer.label if offer.available else f"{offer.label} (unavailable: {offer.reason})", offer.key) for offer in models.offers()]
 
 
 __all__ = ["Handlers", "MAX_QUESTION_CHARS", "quantization_choices", "quantization_table", "model_choices", "user_errors"]

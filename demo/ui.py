@@ -11,9 +11,9 @@ import os
 
 import gradio as gr
 
+from starlette.middleware import Middleware
+
 from demo.handlers import (
-    CAPTION_DECODINGS,
-    DECODINGS,
     SUMMARY_TOKEN,
     SUMMARY_TOKEN_LABEL,
     Handlers,
@@ -24,6 +24,8 @@ from demo.handlers import (
 )
 from demo.make_examples import load_examples
 from demo.state import ModelManager
+from demo.upload_limits import UploadLimiter, UploadLimitMiddleware
+from vqa import settings
 from vqa.image_io import MAX_IMAGE_BYTES, MAX_QUESTION_CHARS
 
 # ----- serving settings --------------------------------------------------------------------
@@ -40,6 +42,15 @@ INFERENCE_CONCURRENCY = 2
 QUEUE_MAX_SIZE = 16
 # Loading a model takes a lot of memory and both cores: one load at a time.
 LOAD_CONCURRENCY = 1
+# Sessions whose state the server keeps (Gradio's default is 10,000). Each costs about 0.2 MB even
+# with nothing in it, so 10,000 would be ~2 GB; past this number the least recently used session
+# is forgotten (its visitor gets the default model and must press "Show attention" again).
+STATE_SESSION_CAPACITY = 1000
+# What a session keeps for re-drawing heatmaps (maps, a display-size picture) expires after this
+# long without a new "Show attention": visitors of a public Space rarely close their tab cleanly.
+ATTENTION_STATE_TTL_S = 1800
+# Gradio's cache folder (uploads, output pictures): every 10 minutes, files older than an hour go.
+DELETE_CACHE = (600, 3600)
 
 COLOUR_SCALE_WORDS = (
     '<div style="display:flex;justify-content:space-between;font-size:.9em;margin-top:-.3em">'
@@ -51,8 +62,9 @@ CSS = """
 """
 
 
-def launch_kwargs(**overrides) -> dict:
-    """Settings for demo.launch(): loopback by default, GRADIO_SERVER_NAME/PORT honoured (Spaces sets them)."""
+def launch_kwargs(upload_limiter: UploadLimiter | None = None, **overrides) -> dict:
+    """Settings for demo.launch(): loopback by default, GRADIO_SERVER_NAME/PORT honoured (Spaces sets them).
+    upload_limiter: how many uploads a client and the server may make per minute (default: demo.upload_limits')."""
     kwargs = dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
@@ -62,6 +74,8 @@ def launch_kwargs(**overrides) -> dict:
         show_error=False,  # only our gr.Error messages reach users, never raw exception text
         theme=gr.themes.Default(primary_hue="indigo", text_size="lg"),  # local fonts only; large text for projectors
         css=CSS,
+        state_session_capacity=STATE_SESSION_CAPACITY,
+        app_kwargs={"middleware": [Middleware(UploadLimitMiddleware, limiter=upload_limiter or UploadLimiter())]},
     )
     kwargs.update(overrides)
     return kwargs
@@ -71,18 +85,32 @@ def _help(text: str) -> gr.Markdown:
     return gr.Markdown(text, elem_classes="vqa-help")
 
 
-def build_demo(models: ModelManager | None = None) -> gr.Blocks:
-    """The whole page, bound to `models` (default: $VQA_MODEL or weights/shapes-vlp, loaded on first use)."""
+def _slider(setting: settings.NumberSetting, **kwargs) -> gr.Slider:
+    """A slider over a declared setting's range (or the part of it the page shows)."""
+    maximum = setting.ui_maximum if setting.ui_maximum is not None else setting.maximum
+    return gr.Slider(setting.minimum, maximum, value=setting.default, step=setting.step, label=setting.label, **kwargs)
+
+
+def _radio(setting: settings.ChoiceSetting, **kwargs) -> gr.Radio:
+    return gr.Radio(list(setting.choices), value=setting.default, **{"label": setting.label, **kwargs})
+
+
+def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float = ATTENTION_STATE_TTL_S) -> gr.Blocks:
+    """The whole page, bound to `models` (default: $VQA_MODEL or weights/shapes-vlp, loaded on first use).
+    Every model event takes the session's model key (a gr.State) as its last input."""
     models = models or ModelManager()
     h = Handlers(models)
     # preprocess=False: handlers get the upload as Gradio's file dict ({"path": ...}) without Gradio opening it.
     # Plain gr.Image preprocessing decodes the file with PIL before our code runs, so a non-image upload would
     # fail inside Gradio with a message nobody understands; vqa.image_io checks size, format and decompression
     # bombs first and says what was wrong. (Gradio still checks that the path is a real upload of this server.)
+    # It also skips Gradio's checks of sliders and radios: the `vqa` API checks every value itself
+    # (vqa.settings), so a script calling the API directly gets the same message as the page.
     model_event = dict(concurrency_id="model", concurrency_limit=INFERENCE_CONCURRENCY, preprocess=False)
     ui_only = dict(api_visibility="private", queue=False, show_progress="hidden")
 
-    with gr.Blocks(title="Ask a picture", analytics_enabled=False, fill_width=True) as demo:
+    with gr.Blocks(title="Ask a picture", analytics_enabled=False, fill_width=True, delete_cache=DELETE_CACHE) as demo:
+        model_key = gr.State(None)  # this session's model (None: the default); a key of models.offers()
         header = gr.Markdown(h.header(), label="Page header")
         with gr.Row(equal_height=False):
             # ----- inputs shared by every tab ---------------------------------------------
@@ -114,25 +142,25 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                                 generative_note = gr.Markdown(label="Generative details")
                         with gr.Accordion("Settings: top-k and decoding", open=False):
                             with gr.Row():
-                                top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k answers")
-                                max_new_tokens = gr.Slider(1, 16, value=8, step=1, label="Max tokens")
-                            decoding = gr.Radio(list(DECODINGS), value="greedy", label="Decoding (generative head)")
+                                top_k = _slider(settings.TOP_K)
+                                max_new_tokens = _slider(settings.ANSWER_TOKENS)
+                            decoding = _radio(settings.DECODING, label="Decoding (generative head)")
                             with gr.Row():
-                                num_beams = gr.Slider(1, 8, value=3, step=1, label="Beams", visible=False)
-                                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p", visible=False)
-                                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature", visible=False)
+                                num_beams = _slider(settings.NUM_BEAMS, visible=False)
+                                top_p = _slider(settings.TOP_P, visible=False)
+                                temperature = _slider(settings.TEMPERATURE, visible=False)
 
                     with gr.Tab("Caption", id="caption"):
                         _help("The decoder describes the whole picture. **Beam** search keeps the likeliest sentences; **nucleus** sampling draws varied ones.")
                         with gr.Row():
-                            caption_decoding = gr.Radio(list(CAPTION_DECODINGS), value="beam", label="Decoding")
-                            num_captions = gr.Slider(1, 5, value=3, step=1, label="Captions")
+                            caption_decoding = _radio(settings.CAPTION_DECODING)
+                            num_captions = _slider(settings.NUM_CAPTIONS)
                         with gr.Accordion("More settings", open=False):
                             with gr.Row():
-                                caption_beams = gr.Slider(1, 8, value=3, step=1, label="Beams")
-                                caption_top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
-                                caption_temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature")
-                                caption_tokens = gr.Slider(4, 40, value=40, step=1, label="Max tokens")
+                                caption_beams = _slider(settings.NUM_BEAMS)
+                                caption_top_p = _slider(settings.TOP_P)
+                                caption_temperature = _slider(settings.TEMPERATURE)
+                                caption_tokens = _slider(settings.CAPTION_TOKENS)
                         caption_button = gr.Button("Caption", variant="primary", elem_id="caption-button")
                         best_caption = gr.Textbox(label="Best caption", interactive=False)
                         caption_table = gr.Markdown(label="All captions")
@@ -157,7 +185,7 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                                 attention_note = gr.Markdown(label="About these maps", elem_classes="vqa-help")
                         gr.Markdown("**Every fusion layer × every head** (rows: layers; last column: mean over heads)")
                         grid = gr.Image(label="All layers × heads", show_label=False, format="png", interactive=False, elem_id="attention-grid", buttons=["fullscreen", "download"])
-                        attention_state = gr.State()
+                        attention_state = gr.State(None, time_to_live=attention_state_ttl_s)
 
                     with gr.Tab("Quantization", id="quantization"):
                         _help("Store the weights in fewer bits: less memory, often faster on CPU. Does the answer change? Full precision and quantized, side by side.")
@@ -176,16 +204,18 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
                             diff_heat = gr.Image(label="|Difference|", format="png", interactive=False, height=220)
 
                     with gr.Tab("Model", id="model"):
-                        _help("Which model answers. Everyone using this page shares it; loading another one switches it for all.")
+                        _help("Which model answers your questions. Your choice is yours alone: other visitors keep theirs.")
                         with gr.Row():
-                            model_choice = gr.Dropdown(model_choices(models.source), value=models.source, label="Model", scale=3)
-                            model_custom = gr.Textbox(label="Or another hub id / folder", placeholder="owner/name or /path/to/model", scale=2)
+                            model_choice = gr.Dropdown(model_choices(models), value=models.default_key, label="Model", scale=3)
+                            # Only where the operator allows it (VQA_ALLOW_CUSTOM_MODELS=1): on a public server,
+                            # loading whatever a visitor names would let anyone make the server read or download it.
+                            model_custom = gr.Textbox(label="Or another hub id / folder", placeholder="owner/name or /path/to/model", scale=2, visible=models.allow_custom)
                         load_button = gr.Button("Load", variant="primary", elem_id="load-button")
                         load_status = gr.Markdown(label="Load status")
                         model_facts = gr.Markdown(h.model_facts() if models.loaded else "", label="Model facts")
 
         # ----- events ----------------------------------------------------------------------------
-        ask_inputs = [image, question, top_k, decoding, num_beams, top_p, temperature, max_new_tokens]
+        ask_inputs = [image, question, top_k, decoding, num_beams, top_p, temperature, max_new_tokens, model_key]
         ask_outputs = [classifier_label, generative_label, badge, classifier_note, generative_note]
         ask_button.click(h.ask, ask_inputs, ask_outputs, api_name="ask", **model_event)
         question.submit(h.ask, ask_inputs, ask_outputs, api_name="ask_on_enter", api_visibility="private", **model_event)
@@ -196,12 +226,12 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
         decoding.change(decoding_controls, decoding, [num_beams, top_p, temperature], api_name="decoding_controls", **ui_only)
 
         caption_button.click(
-            h.caption, [image, caption_decoding, num_captions, caption_beams, caption_top_p, caption_temperature, caption_tokens],
+            h.caption, [image, caption_decoding, num_captions, caption_beams, caption_top_p, caption_temperature, caption_tokens, model_key],
             [best_caption, caption_table, caption_note], api_name="caption", **model_event,
         )
 
         explain_button.click(
-            h.explain, [image, question, layer, head, token, method],
+            h.explain, [image, question, layer, head, token, method, model_key],
             [heatmap, grid, colour_scale, attention_text, attention_note, attention_state, layer, head, token],
             api_name="explain", **model_event,
         )
@@ -210,18 +240,19 @@ def build_demo(models: ModelManager | None = None) -> gr.Blocks:
             control.input(
                 h.redraw_attention, [attention_state, layer, head, token, method], [heatmap, grid, attention_text],
                 api_name=f"redraw_{control.label.lower()}", api_visibility="private", concurrency_id="draw", concurrency_limit=1,
+                preprocess=False,  # the handler checks every value against the menus itself
             )
 
         compare_button.click(
-            h.compare_quantized, [image, question, scheme],
+            h.compare_quantized, [image, question, scheme, model_key],
             [compare_summary, full_label, quant_label, full_heat, quant_heat, diff_heat],
             api_name="compare_quantized", **model_event,
         )
         load_button.click(
-            h.load_model, [model_choice, model_custom], [load_status, model_facts, header],
-            api_name="load_model", concurrency_id="load", concurrency_limit=LOAD_CONCURRENCY,
+            h.load_model, [model_choice, model_custom, model_key], [load_status, model_facts, header, model_key],
+            api_name="load_model", concurrency_id="load", concurrency_limit=LOAD_CONCURRENCY, preprocess=False,
         )
-        demo.load(h.refresh, None, [model_facts, header], api_name="refresh", api_visibility="private", concurrency_id="draw")
+        demo.load(h.refresh, model_key, [model_facts, header], api_name="refresh", api_visibility="private", concurrency_id="draw")
 
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     demo.models = models  # for tests and app.py

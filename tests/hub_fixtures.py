@@ -11,6 +11,7 @@ Sizes follow the transformers test suite: hidden 32, 2 layers, 30 px images.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -165,9 +166,11 @@ def make_vision_encoder_decoder(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     tokenizer = gpt2_tokenizer(folder / "_vocab")
     encoder = ViTConfig(**TINY, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    # GPT-2 pads with its end-of-text token, which is also the decoder's start token (as in nlpconnect's model).
     decoder = GPT2Config(
         vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64, add_cross_attention=True,
         is_decoder=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     config.decoder_start_token_id = tokenizer.bos_token_id
@@ -175,21 +178,25 @@ def make_vision_encoder_decoder(folder: Path, seed: int = 0) -> Path:
     config.eos_token_id = tokenizer.eos_token_id
     torch.manual_seed(seed)
     model = VisionEncoderDecoderModel(config=config).eval()
+    # Released captioners carry their own generation settings (nlpconnect's card uses max_length 16, 4 beams).
+    model.generation_config.max_length = 16
+    model.generation_config.num_beams = 4
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(folder)
     return folder
 
 
-def make_clip(folder: Path, seed: int = 0) -> Path:
-    """Tiny CLIP dual encoder."""
+def make_clip(folder: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """Tiny CLIP dual encoder; hidden=64 gives layers that nf4's CPU kernel packs."""
     folder = Path(folder)
     tokenizer = clip_tokenizer(folder / "_vocab")
+    sizes = dict(TINY, hidden_size=hidden, intermediate_size=2 * hidden)
     config = CLIPConfig(
-        text_config=dict(TINY, vocab_size=len(tokenizer), max_position_embeddings=77,
+        text_config=dict(sizes, vocab_size=len(tokenizer), max_position_embeddings=77,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(TINY, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE),
+        vision_config=dict(sizes, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE),
         projection_dim=16,
     )
     torch.manual_seed(seed)
@@ -209,3 +216,14 @@ def make_pickle_only(folder: Path) -> Path:
     config.save_pretrained(folder)
     torch.save({}, folder / "pytorch_model.bin")
     return folder
+
+
+def put_in_hf_cache(checkpoint: Path, cache: Path, repo_id: str, commit: str = "0" * 40) -> Path:
+    """Copy a checkpoint folder into a Hugging Face hub cache as `repo_id` (the layout `hf download` writes:
+    models--owner--name/snapshots/<commit>/... and refs/main holding the commit). Returns the snapshot folder."""
+    repo = Path(cache) / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(checkpoint, snapshot, ignore=shutil.ignore_patterns("_vocab"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot

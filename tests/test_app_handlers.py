@@ -111,8 +111,9 @@ def test_ask_bad_input_gives_clear_error(handlers, image_path, tmp_path, image, 
 def test_unexpected_error_becomes_generic_gr_error(image_path, caplog):
     class Broken:
         loaded = True
+        allow_custom = False
 
-        def current(self):
+        def current(self, key=None, progress=None):
             raise RuntimeError("internal detail that must not reach users")
 
     with pytest.raises(gr.Error) as excinfo:
@@ -193,7 +194,7 @@ def test_compare_with_none_is_zero_drift(handlers, image_path):
 
 
 def test_compare_unknown_scheme(handlers, image_path):
-    with pytest.raises(gr.Error, match="Unknown quantization"):
+    with pytest.raises(gr.Error, match="Quantization must be one of none, int8"):
         handlers.compare_quantized(image_path, QUESTION, "int3")
 
 
@@ -211,28 +212,40 @@ def test_model_facts_and_header(handlers, model_dir):
     facts = handlers.model_facts()
     assert model_dir.name in facts and "Parameters" in facts and "It can:" in facts
     assert model_dir.name in handlers.header()
-    choices = model_choices(str(model_dir))
-    assert choices[0][1] == str(model_dir)
+    choices = model_choices(handlers.models)
+    assert choices[0][1] == model_dir.name  # the browser sees a name, never the server path
+    assert all(str(model_dir.parent) not in value for _, value in choices)
 
 
-def test_failed_load_keeps_the_current_model(handlers, tmp_path):
+def test_a_model_not_offered_is_refused_whether_or_not_it_exists(handlers, tmp_path, model_dir):
     before = handlers.models.current()
-    with pytest.raises(gr.Error) as excinfo:
-        handlers.load_model(None, str(tmp_path / "no-such-model"))
-    assert _message(excinfo)
+    messages = []
+    for choice, custom in ((None, str(tmp_path / "no-such-model")), (None, str(model_dir)), (str(model_dir), ""), ("owner/unknown-model", ""), ("/etc", "")):
+        with pytest.raises(gr.Error) as excinfo:
+            handlers.load_model(choice, custom)
+        messages.append(_message(excinfo))
+    assert len(set(messages)) == 1 and "not offered" in messages[0]
+    assert str(tmp_path) not in messages[0] and str(model_dir) not in messages[0]
     assert handlers.models.current() is before
     with pytest.raises(gr.Error, match="Choose a model"):
         handlers.load_model("", "  ")
 
 
-def test_load_model_switches_and_clears_quantized_cache(model_dir, image_path):
-    models = ModelManager(str(model_dir), serve=None)
+def test_choosing_a_model_is_per_session_and_keeps_the_quantized_cache(model_dir, image_path, tmp_path):
+    """Two sessions: one switches to another (really different) model; the other keeps the default."""
+    import shutil
+
+    other = tmp_path / "other-model"
+    shutil.copytree(model_dir, other)
+    models = ModelManager(str(model_dir), serve=None, allow_custom=True, offer_hub=False)
     h = Handlers(models)
     h.compare_quantized(image_path, QUESTION, "int8")
-    assert models.cached_schemes() == ["int8"]
-    status, facts, header = h.load_model(str(model_dir))
-    assert "Loaded" in status and model_dir.name in header
-    assert models.cached_schemes() == []
+    assert set(models.cached_schemes()) == {None, "int8"}
+    status, facts, header, key = h.load_model(None, str(other))
+    assert "ready" in status and "other-model" in header and key == str(other)
+    assert models.current(key) is not models.current(None)
+    assert "other-model" not in h.header(None) and "other-model" in h.header(key)
+    assert set(models.cached_schemes()) == {None, "int8"}  # the default's copies stay for the other sessions
 
 
 def test_the_app_answers_with_int8_and_compares_against_full_precision(model_dir, image_path, monkeypatch):
@@ -240,7 +253,7 @@ def test_the_app_answers_with_int8_and_compares_against_full_precision(model_dir
     models = ModelManager(str(model_dir))
     h = Handlers(models)
     served = models.current()
-    assert models.served_scheme == "int8" and served.quantization == "int8"
+    assert models.served_scheme() == "int8" and served.quantization == "int8"
     assert "int8" in h.header() and "| Answers with | int8" in h.model_facts()
     # Ask shows what the int8 model answers
     classifier, *_ = h.ask(image_path, QUESTION, top_k=1)
@@ -259,7 +272,7 @@ def test_serving_falls_back_to_full_precision_when_int8_is_unavailable(model_dir
     monkeypatch.setattr(vqa.quantization, "availability", lambda: {None: (True, ""), "int8": (False, "no quantized engine in this build")})
     models = ModelManager(str(model_dir), serve="int8")
     h = Handlers(models)
-    assert models.current().quantization is None and models.served_scheme is None
+    assert models.current().quantization is None and models.served_scheme() is None
     assert "no quantized engine" in h.model_facts() and models.full_precision() is models.current()
 
 

@@ -8,18 +8,20 @@ import pytest
 
 import demo  # noqa: F401  (offline environment first)
 from demo.state import ModelManager
-from bench.bench_app_latency import free_port
-from demo.ui import QUEUE_MAX_SIZE, build_demo, launch_kwargs
+from demo.ui import QUEUE_MAX_SIZE
+from live_server import serve
 
 QUESTION = "what color is the square?"
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
+    """The app in its default (public) mode, serving the tiny model; uploads unlimited (the tests upload fast)."""
+    from demo.upload_limits import UploadLimiter
+
     models = ModelManager(str(tiny_model_dir))
     assert models.preload(), models.load_error
-    page = build_demo(models)
-    _, url, _ = page.launch(**launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True))
+    page, url = serve(models, upload_limiter=UploadLimiter(per_client=10**6, per_server=10**6))
     yield page, url
     page.close()
 

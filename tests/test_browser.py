@@ -18,8 +18,7 @@ import pytest
 
 import demo  # noqa: F401  (offline environment first)
 from demo.state import ModelManager
-from bench.bench_app_latency import free_port
-from demo.ui import build_demo, launch_kwargs
+from live_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -57,8 +56,7 @@ def chromium() -> str:
 def app_url(chromium, tiny_model_dir):
     models = ModelManager(str(tiny_model_dir))
     assert models.preload(), models.load_error
-    page = build_demo(models)
-    _, url, _ = page.launch(**launch_kwargs(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True))
+    page, url = serve(models)
     yield url
     page.close()
 

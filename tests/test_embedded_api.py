@@ -120,9 +120,9 @@ def test_unknown_words_do_not_crash(tiny_model, scene):
 
 
 def test_bad_head_and_decoding_are_refused(tiny_model, scene):
-    with pytest.raises(vqa.UnsupportedError, match="head"):
+    with pytest.raises(vqa.InputError, match="Head must be one of classifier, generative, not 'oracle'"):
         tiny_model.answer(scene.image, "is there a star?", head="oracle")
-    with pytest.raises(vqa.UnsupportedError, match="decoding"):
+    with pytest.raises(vqa.InputError, match="Decoding must be one of greedy, beam, nucleus"):
         tiny_model.answer(scene.image, "is there a star?", head="generative", decoding="telepathy")
 
 

@@ -23,19 +23,11 @@ from PIL import Image
 
 from test_app_server import server  # noqa: F401  (the one launcher; its fixture reused)
 
-from bench.load_test import answer_key, same_answer  # labels + confidences, compared up to float noise
 from demo.ui import INFERENCE_CONCURRENCY, QUEUE_MAX_SIZE
+from live_server import QUESTIONS, answer_key, ask, read_events, rss_bytes as rss, same_answer, upload
 from vqa.image_io import MAX_IMAGE_BYTES
 
 MB = 1_000_000
-
-
-# ----- helpers --------------------------------------------------------------------------------
-def upload(url: str, data: bytes, name: str = "image.png") -> dict:
-    """Upload bytes as the browser does; returns the FileData dict to pass to /ask."""
-    response = httpx.post(url + "gradio_api/upload", files={"files": (name, data, "application/octet-stream")}, timeout=30)
-    assert response.status_code == 200, response.text
-    return {"path": response.json()[0], "meta": {"_type": "gradio.FileData"}}
 
 
 def submit(url: str, image, question: str) -> httpx.Response:
@@ -44,26 +36,7 @@ def submit(url: str, image, question: str) -> httpx.Response:
 
 
 def result_of(url: str, event_id: str) -> tuple[str, object]:
-    """("complete", outputs) or ("error", message) from the event's SSE stream."""
-    stream = httpx.get(url + f"gradio_api/call/ask/{event_id}", timeout=120).text
-    kind = data = None
-    for line in stream.splitlines():
-        if line.startswith("event: "):
-            kind = line[len("event: "):].strip()
-        elif line.startswith("data: ") and kind in ("complete", "error"):
-            data = json.loads(line[len("data: "):])
-            break
-    assert kind in ("complete", "error"), stream[:500]
-    if kind == "error":
-        return "error", (data or {}).get("error") if isinstance(data, dict) else data
-    return "complete", data
-
-
-def ask(url: str, image, question: str) -> tuple[str, object]:
-    response = submit(url, image, question)
-    assert response.status_code == 200, response.text
-    return result_of(url, response.json()["event_id"])
-
+    return read_events(httpx.get(url + f"gradio_api/call/ask/{event_id}", timeout=120).text)
 
 
 def png_bytes(image: Image.Image, **save) -> bytes:
@@ -83,18 +56,6 @@ def bomb_png(side: int = 12_000) -> bytes:
     body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
     header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1 bit, greyscale
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
-
-
-def rss() -> int:
-    import gc
-
-    import psutil
-
-    gc.collect()
-    return psutil.Process().memory_info().rss
-
-
-QUESTIONS = ("what color is the square?", "how many circles are there?", "is there a red triangle?")
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +234,9 @@ def test_excess_clients_get_queue_full_at_once_and_results_are_not_mixed(server,
     gate = threading.Event()
     real_current = models.current
 
-    def held_current():
+    def held_current(*args, **kwargs):
         gate.wait(60)
-        return real_current()
+        return real_current(*args, **kwargs)
 
     models.current = held_current  # instance attribute: only this server, only until `finally`
     accepted, refused = [], []
@@ -313,8 +274,8 @@ def test_bounded_load_200_requests_16_threads(url, baseline, tmp_path):
     one request's image + activations well under 1 MB, so a per-request leak of ~300 KB (e.g. keeping
     each decoded image or each result) would already exceed it, while allocator noise stays far below
     (about 10-15 MB measured with bench/load_test.py)."""
-    from bench.load_test import baselines, make_inputs, rss_bytes, run_load
     from gradio_client import Client
+    from live_server import baselines, make_inputs, rss_bytes, run_load
 
     inputs = make_inputs(tmp_path)
     expected = baselines(Client(url, verbose=False), inputs)

@@ -8,8 +8,10 @@ safetensors → tokenizer + image processor. Where a plain transformers recipe e
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,12 +27,12 @@ from vqa.quantization import availability
 try:
     from hub_fixtures import (
         ANSWERS, IMAGE_SIZE, PATCH_SIZE, make_blip, make_clip, make_pickle_only, make_vilt,
-        make_vision_encoder_decoder,
+        make_vision_encoder_decoder, put_in_hf_cache,
     )
 except ImportError:  # tests/ imported as a package
     from tests.hub_fixtures import (
         ANSWERS, IMAGE_SIZE, PATCH_SIZE, make_blip, make_clip, make_pickle_only, make_vilt,
-        make_vision_encoder_decoder,
+        make_vision_encoder_decoder, put_in_hf_cache,
     )
 
 QUESTION = "what is the color of the shape?"
@@ -316,6 +318,34 @@ def test_vision_encoder_decoder_captions_and_maps_each_generated_token(models):
         backbone.answer(image, QUESTION)
 
 
+@pytest.fixture
+def transformers_log(caplog):
+    """Records of transformers' own logger, which does not propagate to the root logger that caplog watches."""
+    import transformers
+
+    logger = logging.getLogger("transformers")
+    logger.addHandler(caplog.handler)
+    transformers.utils.logging.warning_once.cache_clear()  # a warning already shown once must show again here
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+@pytest.mark.parametrize("name", ["ved", "vqa", "caption"])
+def test_generation_prints_no_transformers_warning(models, name, recwarn, transformers_log):
+    """The tiny captioner carries a max_length and pads with its start token, as released checkpoints do."""
+    backbone, image = models[name], scene()
+    for decoding in ("greedy", "beam", "nucleus"):
+        if "caption" in backbone.capabilities:
+            backbone.caption(image, decoding=decoding, num_captions=2, max_new_tokens=4)
+            backbone.caption(image, decoding=decoding, max_new_tokens=3, prompt="a photo of")
+        else:
+            backbone.answer(image, QUESTION, head="generative", decoding=decoding, max_new_tokens=4)
+    backbone.explain(image, QUESTION)  # a captioner writes its greedy caption first
+    warned = [r for r in transformers_log.records if r.levelno >= logging.WARNING and r.name.startswith("transformers")]
+    assert not warned, [r.getMessage() for r in warned]
+    assert not [str(w.message) for w in recwarn], [str(w.message) for w in recwarn]
+
+
 # ----- CLIP -------------------------------------------------------------------------------------------
 def test_clip_zero_shot_ranking_matches_the_plain_forward(models, folders):
     from transformers import CLIPProcessor
@@ -344,6 +374,45 @@ def test_clip_explain_is_a_gradient_map_over_the_config_grid(models):
     assert_rows_normalised(maps.cross)
 
 
+def test_clip_int8_leaves_out_explain_and_evaluation_completes(folders, models):
+    from vqa.evaluation import evaluate
+
+    assert "explain" in models["clip"].capabilities and "explain" in models["clip"].info().capabilities
+    clip = load_hub_backbone(str(folders["clip"]), quantize="int8")
+    assert "explain" not in clip.capabilities and "explain" not in clip.info().capabilities
+    assert "explain" in type(clip).capabilities  # the class still says what CLIP does at full precision
+    with pytest.raises(UnsupportedError, match="gradient map") as error:
+        clip.explain(scene(), QUESTION)
+    assert "int8" in str(error.value) and "without quantization" in str(error.value)
+    assert any("No attention view" in note for note in clip.info().notes)
+    report = evaluate(clip, split="test", num_scenes=2, compositional_scenes=1)
+    assert report["questions"] > 0 and "classifier_accuracy" in report and report["errors"] == 0
+    assert "pointing_accuracy" not in report  # pointing reads attention maps, which this model has none of
+
+
+@pytest.fixture(scope="module")
+def clip64(tmp_path_factory):
+    """A 64-wide CLIP, so that nf4's CPU kernel packs its layers (a 32-wide one stays full precision)."""
+    return make_clip(tmp_path_factory.mktemp("hub") / "clip64", hidden=64)
+
+
+@pytest.mark.parametrize("scheme", [None, "int8", "bnb-int8", "bnb-nf4"])
+def test_clip_lists_explain_exactly_when_its_gradient_map_works(scheme, clip64):
+    if not availability()[scheme][0]:
+        pytest.skip(f"{scheme} is not available here")
+    clip = load_hub_backbone(str(clip64), quantize=scheme)
+    clip.answer(scene(), QUESTION, candidates=["red", "blue"])  # bitsandbytes repacks 4-bit weights on a first call
+    if scheme == "int8":
+        assert "explain" not in clip.capabilities  # PyTorch's dynamic int8 kernels have no backward
+    if "explain" in clip.capabilities:
+        maps = clip.explain(scene(), QUESTION, answer="red")
+        assert maps.kind == "gradient"
+        assert_rows_normalised(maps.cross)
+    else:
+        with pytest.raises(UnsupportedError, match="gradient map"):
+            clip.explain(scene(), QUESTION)
+
+
 # ----- info --------------------------------------------------------------------------------------------
 def test_info_states_fusion_style_grid_and_sizes(models):
     fusion = {"vqa": "mixture of encoder-decoder with cross-attention (BLIP)",
@@ -357,6 +426,18 @@ def test_info_states_fusion_style_grid_and_sizes(models):
     assert "15 × 15" in models["vqa"].info().facts["patch grid"]
     for backbone in models.values():
         assert backbone.memory_bytes() > 0
+
+
+@pytest.mark.parametrize("name", ["vqa", "caption", "itm", "vilt", "ved", "clip", "pair"])
+def test_parameter_count_is_the_same_whatever_the_quantization(name, folders, models):
+    """Dynamic int8 packs weights outside `parameters()`: the count comes from the config, not the loaded model."""
+    spec = f"{folders['vqa']}+{folders['caption']}" if name == "pair" else str(folders[name])
+    full = load_hub_backbone(spec) if name == "pair" else models[name]
+    int8 = load_hub_backbone(spec, quantize="int8")
+    assert int8.num_parameters == full.num_parameters > 0
+    assert int8.info().facts["parameters"] == full.info().facts["parameters"]
+    if name == "pair":
+        assert full.num_parameters == models["vqa"].num_parameters + models["caption"].num_parameters
 
 
 # ----- quantization ---------------------------------------------------------------------------------------
@@ -377,14 +458,14 @@ def test_dynamic_int8_quantizes_linears_but_keeps_the_lm_head(folders, models):
 
 @pytest.fixture(scope="module")
 def blip64(tmp_path_factory):
-    """A 64-wide BLIP (nf4's CPU kernel packs 64-value blocks) and its full-precision memory."""
+    """A 64-wide BLIP (nf4's CPU kernel packs 64-value blocks) and its full-precision backbone."""
     folder = make_blip(tmp_path_factory.mktemp("hub") / "blip64", "vqa", hidden=64)
-    return folder, load_hub_backbone(str(folder)).memory_bytes()
+    return folder, load_hub_backbone(str(folder))
 
 
 @pytest.mark.parametrize("scheme", ["bnb-int8", "bnb-nf4"])
 def test_bitsandbytes_schemes_load_or_say_why_not(scheme, blip64):
-    folder, full_precision_bytes = blip64
+    folder, full_precision = blip64
     usable, _ = availability()[scheme]
     if not usable:
         with pytest.raises(UnsupportedError, match="not available"):
@@ -398,7 +479,8 @@ def test_bitsandbytes_schemes_load_or_say_why_not(scheme, blip64):
     assert "LM head" in notes and "slower than fp32" in notes
     if scheme == "bnb-nf4":
         assert "4-bit CPU kernel" in notes  # the 69-wide MLP layers do not fit and stay fp32
-    assert backbone.memory_bytes() < full_precision_bytes
+    assert backbone.memory_bytes() < full_precision.memory_bytes()
+    assert backbone.info().facts["parameters"] == full_precision.info().facts["parameters"]  # nf4 packs two a byte
     result = backbone.answer(scene(), QUESTION, head="generative", max_new_tokens=3)
     assert 0 < result.score <= 1
 
@@ -427,12 +509,65 @@ def test_uncached_hub_id_without_network_fails_without_retrying(monkeypatch, tmp
         load_hub_backbone("dandelin/vilt-b32-finetuned-vqa")
 
 
+@pytest.fixture
+def online_hub(monkeypatch, tmp_path):
+    """An empty HF cache and a hub that answers (faked): `model_info` lists the files set in `hub.files`,
+    `snapshot_download` records downloads instead of making them (local lookups stay real)."""
+    import huggingface_hub
+
+    hub = SimpleNamespace(files={}, downloads=[], listed=[])
+    real_snapshot_download = huggingface_hub.snapshot_download
+
+    def model_info(self, repo_id, files_metadata=False, **kwargs):
+        hub.listed.append(repo_id)
+        return SimpleNamespace(siblings=[SimpleNamespace(rfilename=f, size=size if files_metadata else None)
+                                         for f, size in hub.files.items()])
+
+    def snapshot_download(repo_id, **kwargs):
+        if kwargs.get("local_files_only"):
+            return real_snapshot_download(repo_id, **kwargs)
+        hub.downloads.append((repo_id, kwargs.get("allow_patterns")))
+        return str(tmp_path)
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("VQA_MAX_DOWNLOAD_GB", raising=False)
+    monkeypatch.setattr(loader, "offline_reason", lambda: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return hub
+
+
+GB = 10**9
+
+
+def test_download_over_the_size_limit_is_refused_before_it_starts(online_hub, monkeypatch):
+    # 3 GB of safetensors; the 5 GB pickle is not fetched (DOWNLOAD_PATTERNS), so it does not count
+    online_hub.files = {"config.json": 1_000, "model-00001-of-00002.safetensors": 2 * GB,
+                        "model-00002-of-00002.safetensors": GB, "pytorch_model.bin": 5 * GB}
+    with pytest.raises(ModelLoadError, match="limit of 2 GB") as error:
+        loader.resolve_folder("big/model")
+    assert "3.00 GB" in str(error.value) and "VQA_MAX_DOWNLOAD_GB" in str(error.value)
+    assert online_hub.listed == ["big/model"] and online_hub.downloads == []
+    monkeypatch.setenv("VQA_MAX_DOWNLOAD_GB", "4")  # read when called
+    loader.resolve_folder("big/model")
+    assert online_hub.downloads == [("big/model", loader.DOWNLOAD_PATTERNS)]
+
+
+def test_download_within_the_limit_goes_ahead(online_hub):
+    online_hub.files = {"config.json": 1_000, "model.safetensors": GB, "pytorch_model.bin": 5 * GB}
+    loader.resolve_folder("small/model")
+    assert online_hub.downloads == [("small/model", loader.DOWNLOAD_PATTERNS)]
+
+
+def test_download_without_safetensors_is_refused_before_it_starts(online_hub):
+    online_hub.files = {"config.json": 1_000, "pytorch_model.bin": GB}
+    with pytest.raises(ModelLoadError, match="no safetensors"):
+        loader.resolve_folder("pickled/model")
+    assert online_hub.downloads == []
+
+
 def test_cached_hub_id_loads_from_the_hf_cache_offline(monkeypatch, tmp_path, folders):
-    repo = tmp_path / "hf" / "hub" / "models--tiny--blip-vqa"
-    commit = "0" * 40
-    shutil.copytree(folders["vqa"], repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    put_in_hf_cache(folders["vqa"], tmp_path / "hf" / "hub", "tiny/blip-vqa")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

@@ -4,16 +4,17 @@
     model = vqa.load()                                   # the embedded model from weights/, CPU
     r = model.answer("scene.png", "what color is the circle?", head="classifier", top_k=5)
     r.answer, r.score, r.candidates
+    both = model.ask("scene.png", "what color is the circle?")   # both.classifier, both.generative
     model.caption("scene.png").text
     maps = model.explain("scene.png", "what color is the circle?")
 """
 
 from vqa.errors import InputError, ModelLoadError, UnsupportedError, VQAError
 from vqa.loading import DEFAULT_MODEL_DIR, default_model, load
-from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
+from vqa.results import Answer, Answers, AttentionMaps, Caption, ModelInfo
 
 __all__ = [
     "load", "default_model", "DEFAULT_MODEL_DIR",
-    "Answer", "Caption", "AttentionMaps", "ModelInfo",
+    "Answer", "Answers", "Caption", "AttentionMaps", "ModelInfo",
     "VQAError", "InputError", "ModelLoadError", "UnsupportedError",
 ]

@@ -16,31 +16,43 @@ def _train(args) -> int:
     return 0
 
 
-def _print_answer(result, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"head": result.head, "answer": result.answer, "score": round(result.score, 4),
-                          "candidates": [[a, round(p, 4)] for a, p in result.candidates], "latency_ms": round(result.latency_ms, 1)}))
-    else:
-        others = ", ".join(f"{a} {p:.2f}" for a, p in result.candidates[1:])
-        print(f"{result.head:>10}: {result.answer}  (p={result.score:.3f}{'; ' + others if others else ''})")
+def _load_model(args):
+    """The model named by --model / --quantize, loaded without transformers' "Loading weights" bar:
+    it takes milliseconds here and would be the only thing on stderr."""
+    import transformers
+
+    import vqa
+
+    transformers.utils.logging.disable_progress_bar()
+    return vqa.load(args.model, quantize=args.quantize)
+
+
+def _answer_record(result) -> dict:
+    return {"head": result.head, "answer": result.answer, "score": round(result.score, 4),
+            "candidates": [[a, round(p, 4)] for a, p in result.candidates], "latency_ms": round(result.latency_ms, 1)}
+
+
+def _answer_line(result) -> str:
+    others = ", ".join(f"{a} {p:.2f}" for a, p in result.candidates[1:])
+    return f"{result.head:>10}: {result.answer}  (p={result.score:.3f}{'; ' + others if others else ''})"
 
 
 def _ask(args) -> int:
-    import vqa
-
-    model = vqa.load(args.model, quantize=args.quantize)
-    heads = ["classifier", "generative"] if args.head == "both" else [args.head]
-    heads = [h for h in heads if h in model.capabilities] or heads
-    for head in heads:
-        result = model.answer(args.image, args.question, head=head, top_k=args.top_k, decoding=args.decoding, num_beams=args.num_beams)
-        _print_answer(result, args.json)
+    model = _load_model(args)
+    heads = ("classifier", "generative") if args.head == "both" else (args.head,)
+    answers = model.ask(args.image, args.question, heads=heads, top_k=args.top_k, decoding=args.decoding, num_beams=args.num_beams)
+    results = [result for result in (answers.classifier, answers.generative) if result is not None]
+    if not args.json:
+        print("\n".join(_answer_line(result) for result in results))
+    elif args.head == "both":  # one document keyed by head, so the output parses as one JSON value
+        print(json.dumps({result.head: _answer_record(result) for result in results}))
+    else:
+        print(json.dumps(_answer_record(results[0])))
     return 0
 
 
 def _caption(args) -> int:
-    import vqa
-
-    model = vqa.load(args.model, quantize=args.quantize)
+    model = _load_model(args)
     result = model.caption(args.image, decoding=args.decoding, num_captions=args.num_captions, num_beams=max(args.num_beams, args.num_captions))
     if args.json:
         print(json.dumps({"caption": result.text, "score": round(result.score, 4), "candidates": [[t, round(p, 4)] for t, p in result.candidates]}))
@@ -51,10 +63,9 @@ def _caption(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import vqa
     from vqa.evaluation import evaluate
 
-    model = vqa.load(args.model, quantize=args.quantize)
+    model = _load_model(args)
     report = evaluate(model, split=args.split, data=args.data, num_scenes=args.num_scenes, compositional_scenes=args.num_scenes and max(1, args.num_scenes // 2))
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
@@ -79,7 +90,9 @@ def _build_tokenizer(args) -> int:
 
 def _model_args(p) -> None:
     p.add_argument("--model", default=None, help="model folder or hub id (default: $VQA_MODEL or weights/shapes-vlp)")
-    p.add_argument("--quantize", default=None, choices=["none", "int8", "bnb-int8", "bnb-nf4"])
+    p.add_argument("--quantize", default=None, choices=["none", "int8", "bnb-int8", "bnb-nf4"],
+                   help="run the model quantized: int8 (PyTorch, faster on CPU), bnb-int8 or bnb-nf4 (bitsandbytes, less memory); "
+                        "default: full precision")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,38 +110,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train)
 
     p = sub.add_parser("ask", help="answer a question about an image")
-    p.add_argument("image")
-    p.add_argument("question")
-    p.add_argument("--head", default="both", choices=["classifier", "generative", "both"])
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--decoding", default="greedy", choices=["greedy", "beam", "nucleus"])
-    p.add_argument("--num-beams", type=int, default=3)
-    p.add_argument("--json", action="store_true", help="one JSON line per head")
+    p.add_argument("image", help="image file (PNG, JPEG, WEBP, GIF or BMP)")
+    p.add_argument("question", help="the question, in quotes")
+    p.add_argument("--head", default="both", choices=["classifier", "generative", "both"],
+                   help="classifier: scores a fixed answer vocabulary; generative: writes the answer; both (default): each head the model has")
+    p.add_argument("--top-k", type=int, default=3, help="candidate answers to list per head, best first (default: %(default)s)")
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "beam", "nucleus"],
+                   help="how the generative head writes its answer (default: %(default)s)")
+    p.add_argument("--num-beams", type=int, default=3, help="beams for --decoding beam (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: a head's answer, or with --head both one such object per head, keyed by head")
     _model_args(p)
     p.set_defaults(run=_ask)
 
     p = sub.add_parser("caption", help="describe an image")
-    p.add_argument("image")
-    p.add_argument("--decoding", default="beam", choices=["greedy", "beam", "nucleus"])
-    p.add_argument("--num-captions", type=int, default=1)
-    p.add_argument("--num-beams", type=int, default=3)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("image", help="image file (PNG, JPEG, WEBP, GIF or BMP)")
+    p.add_argument("--decoding", default="beam", choices=["greedy", "beam", "nucleus"], help="how the caption is written (default: %(default)s)")
+    p.add_argument("--num-captions", type=int, default=1, help="captions to print, best first (default: %(default)s)")
+    p.add_argument("--num-beams", type=int, default=3, help="beams for --decoding beam; at least --num-captions are used (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: the best caption, its score and every candidate")
     _model_args(p)
     p.set_defaults(run=_caption)
 
     p = sub.add_parser("evaluate", help="accuracy, per-family, compositional, caption and pointing metrics")
-    p.add_argument("--split", default="test", choices=["val", "test", "compositional"])
+    p.add_argument("--split", default="test", choices=["val", "test", "compositional"],
+                   help="generated split to evaluate on; test also scores the compositional split (default: %(default)s)")
     p.add_argument("--data", help="a JSONL file {image, question, answers[, family, referent_box]} instead of a generated split")
     p.add_argument("--num-scenes", type=int, help="evaluate on the first N scenes only (compositional: N/2)")
-    p.add_argument("--json", action="store_true", help="one JSON line")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line (default: indented JSON)")
     _model_args(p)
     p.set_defaults(run=_evaluate)
 
     p = sub.add_parser("export-data", help="write generated splits as images + JSONL")
-    p.add_argument("--out", required=True)
-    p.add_argument("--splits", nargs="+", default=["val", "test", "compositional"], choices=["train", "val", "test", "compositional"])
+    p.add_argument("--out", required=True, help="output folder: <split>.jsonl files and images/<split>/*.png")
+    p.add_argument("--splits", nargs="+", default=["val", "test", "compositional"], choices=["train", "val", "test", "compositional"],
+                   help="splits to write (default: val test compositional)")
     p.add_argument("--num-scenes", type=int, help="scenes per split (train needs it)")
-    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--image-size", type=int, default=96, help="image width and height in pixels (default: %(default)s, the training size)")
     p.set_defaults(run=_export)
 
     p = sub.add_parser("build-tokenizer", help="rebuild vqa/data/tokenizer from bert-base-uncased's vocabulary")

@@ -459,7 +459,9 @@ def clean_question(question: Any, *, max_chars: int = MAX_QUESTION_CHARS) -> str
       zero-width (non-)joiners that real scripts need are kept;
     * Unicode NFC normalisation, so "é" typed two ways is one string;
     * runs of whitespace become one space, ends are stripped;
-    * empty -> "Please type a question."; longer than `max_chars` -> error.
+    * empty, or with no letter or digit in any script (only punctuation, emoji
+      or zero-width joiners) -> "Please type a question."; longer than
+      `max_chars` -> error.
 
     Any script is welcome: "这是什么颜色？" comes back unchanged.
     """
@@ -484,8 +486,9 @@ def clean_question(question: Any, *, max_chars: int = MAX_QUESTION_CHARS) -> str
     text = unicodedata.normalize("NFC", "".join(kept))
     text = " ".join(text.split())
 
-    if not text:
-        raise InputError("Please type a question.")
+    if not any(unicodedata.category(char)[0] in "LN" for char in text):
+        # Nothing a model could read: answering "???" confidently teaches the wrong lesson.
+        raise InputError("Please type a question." + (" It needs at least one word." if text else ""))
     if len(text) > max_chars:
         # We reject rather than truncate: cutting a question silently can change its
         # meaning ("Is there a dog that is not ..."), and the user could not tell.

@@ -31,7 +31,17 @@ class _DropRepeatedCast(logging.Filter):
         return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
 
 
+class _DropMissingKernelsNotice(logging.Filter):
+    """Importing bitsandbytes on a CPU with AVX512-BF16 logs that the optional `kernels` package is missing
+    (it would fetch a fused nf4 kernel from the hub) and falls back to its own nf4 kernel. `availability`
+    imports bitsandbytes on every start of the app and the CLI, so the notice would open every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
 logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropRepeatedCast())
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMissingKernelsNotice())
 
 SCHEMES: tuple[str | None, ...] = (None, "int8", "bnb-int8", "bnb-nf4")
 SCHEME_LABELS = {None: "none (fp32)", "int8": "int8 (PyTorch)", "bnb-int8": "bitsandbytes int8", "bnb-nf4": "bitsandbytes nf4"}

@@ -20,6 +20,7 @@ class Answer:
         sequence probability, i.e. the product of the token probabilities).
     candidates: [(answer, probability), ...] best first.
     head: "classifier" or "generative" (or "rank" for candidate ranking).
+    notes: what the image loader did to the picture, in words for the user.
     """
 
     answer: str
@@ -27,6 +28,16 @@ class Answer:
     candidates: list[tuple[str, float]]
     head: str
     latency_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Answers:
+    """The answers of each head asked about one (image, question); a head the model lacks is None."""
+
+    classifier: Answer | None = None
+    generative: Answer | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -37,6 +48,7 @@ class Caption:
     score: float
     candidates: list[tuple[str, float]]
     latency_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -13,17 +13,24 @@ from typing import Any
 
 from vqa.errors import UnsupportedError
 from vqa.image_io import clean_question, load_image
-from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
+from vqa.results import Answer, Answers, AttentionMaps, Caption, ModelInfo
+from vqa.settings import (
+    HEAD,
+    MAX_GENERATED_SEQUENCES,
+    NUM_CAPTIONS,
+    TOP_K,
+    check_candidates,
+    check_decoding,
+)
 
-HEADS = ("classifier", "generative")
-DECODINGS = ("greedy", "beam", "nucleus")
+HEADS = HEAD.choices
 
 
 class Backbone(ABC):
     """A loaded model that answers, captions and explains.
 
     Subclasses implement the underscored methods; the public methods validate
-    inputs, time the call and keep one behaviour across families.
+    inputs (against `vqa.settings`), time the call and keep one behaviour across families.
     """
 
     #: short family name: "embedded", "blip", "vilt", "vision-encoder-decoder", "clip"
@@ -50,25 +57,53 @@ class Backbone(ABC):
         candidates: list[str] | None = None,
         seed: int | None = 0,
     ) -> Answer:
-        """Answer `question` about `image` (a PIL image, a path, or bytes)."""
-        if head not in HEADS:
-            raise UnsupportedError(f"Unknown head {head!r}: choose one of {', '.join(HEADS)}.")
+        """Answer `question` about `image` (a PIL image, a path, or bytes) with one head."""
+        head = HEAD.check(head)
         if head not in self.capabilities:
             raise UnsupportedError(f"{self.name} has no {head} head.")
-        if decoding not in DECODINGS:
-            raise UnsupportedError(f"Unknown decoding {decoding!r}: choose one of {', '.join(DECODINGS)}.")
+        answers = self.ask(image, question, heads=(head,), top_k=top_k, decoding=decoding, num_beams=num_beams, top_p=top_p,
+                           temperature=temperature, max_new_tokens=max_new_tokens, candidates=candidates, seed=seed)
+        return answers.classifier if head == "classifier" else answers.generative
+
+    def ask(
+        self,
+        image: Any,
+        question: str,
+        heads: tuple[str, ...] = HEADS,
+        top_k: int = 5,
+        decoding: str = "greedy",
+        num_beams: int = 3,
+        top_p: float = 0.9,
+        temperature: float = 1.0,
+        max_new_tokens: int = 8,
+        candidates: list[str] | None = None,
+        seed: int | None = 0,
+    ) -> Answers:
+        """Answer with each of `heads` that this model has, the image loaded, checked and encoded once.
+
+        A head the model lacks is left as None (`answer()` raises for it instead); the image loader's
+        notes (e.g. "Animated image: the first frame was used.") come back in `Answers.notes`."""
+        wanted = [HEAD.check(h) for h in heads]
+        top_k = TOP_K.check(top_k)
+        settings = check_decoding(decoding, num_beams, top_p, temperature, max_new_tokens, seed)
+        candidates = check_candidates(candidates)
+        present = [h for h in wanted if h in self.capabilities]
+        if not present:
+            raise UnsupportedError(f"{self.name} cannot answer questions; it has no {' or '.join(wanted)} head.")
         pil = load_image(image)
         text = clean_question(question)
-        start = time.perf_counter()
-        if head == "classifier":
-            result = self._classify(pil, text, top_k=max(1, int(top_k)), candidates=candidates)
-        else:
-            result = self._generate_answer(
-                pil, text, decoding=decoding, num_beams=max(1, int(num_beams)), top_p=float(top_p),
-                temperature=float(temperature), max_new_tokens=max(1, int(max_new_tokens)),
-                top_k=max(1, int(top_k)), seed=seed,
-            )
-        result.latency_ms = (time.perf_counter() - start) * 1000
+        result = Answers(notes=image_notes(pil))
+        if "classifier" in present:
+            start = time.perf_counter()
+            result.classifier = self._classify(pil, text, top_k=top_k, candidates=candidates)
+            result.classifier.latency_ms = (time.perf_counter() - start) * 1000
+        if "generative" in present:
+            start = time.perf_counter()
+            result.generative = self._generate_answer(pil, text, top_k=min(top_k, MAX_GENERATED_SEQUENCES), **settings.as_kwargs())
+            result.generative.latency_ms = (time.perf_counter() - start) * 1000
+        for answer in (result.classifier, result.generative):
+            if answer is not None:
+                answer.notes = list(result.notes)
         return result
 
     def caption(
@@ -86,16 +121,14 @@ class Backbone(ABC):
         """Describe `image` in words."""
         if "caption" not in self.capabilities:
             raise UnsupportedError(f"{self.name} cannot write captions.")
-        if decoding not in DECODINGS:
-            raise UnsupportedError(f"Unknown decoding {decoding!r}: choose one of {', '.join(DECODINGS)}.")
+        num_captions = NUM_CAPTIONS.check(num_captions)
+        settings = check_decoding(decoding, num_beams, top_p, temperature, max_new_tokens, seed, caption=True)
+        prompt = clean_question(prompt) if prompt is not None else None
         pil = load_image(image)
         start = time.perf_counter()
-        result = self._caption(
-            pil, decoding=decoding, num_captions=max(1, int(num_captions)), num_beams=max(1, int(num_beams)),
-            top_p=float(top_p), temperature=float(temperature), max_new_tokens=max(1, int(max_new_tokens)),
-            prompt=prompt, seed=seed,
-        )
+        result = self._caption(pil, num_captions=num_captions, prompt=prompt, **settings.as_kwargs())
         result.latency_ms = (time.perf_counter() - start) * 1000
+        result.notes = image_notes(pil)
         return result
 
     def explain(self, image: Any, question: str, answer: str | None = None) -> AttentionMaps:
@@ -129,3 +162,9 @@ class Backbone(ABC):
 
     def _explain(self, image, question: str, answer: str | None) -> AttentionMaps:
         raise UnsupportedError(f"{self.name} cannot show attention maps.")
+
+
+def image_notes(image) -> list[str]:
+    """What the image loader had to do to the picture, in words for the user (e.g. the first frame of an animation)."""
+    note = image.info.get("vqa_note")
+    return [note] if note else []

@@ -19,12 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from vqa.settings import GENERATION_TIME_LIMIT_S
+
 
 def generation_kwargs(decoding: str, num_beams: int, top_p: float, temperature: float, max_new_tokens: int,
                       num_return: int) -> dict[str, Any]:
     """`generate` arguments for one decoding strategy, returning up to `num_return` sequences."""
-    # Raw logits come back so each sequence's probability is read off without a second pass.
-    common = dict(max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True)
+    # Raw logits come back so each sequence's probability is read off without a second pass;
+    # max_time ends decoding on a slow machine however the other settings were chosen.
+    common = dict(max_new_tokens=max_new_tokens, output_logits=True, return_dict_in_generate=True,
+                  max_time=GENERATION_TIME_LIMIT_S)
     if decoding == "greedy":
         return dict(common, do_sample=False, num_beams=1)
     if decoding == "beam":

@@ -35,10 +35,15 @@ NF4_BLOCK_SIZE = 64
 CALIBRATION_IMAGES = 16
 
 
+def model_skeleton(config: ShapesVLPConfig) -> ShapesVLPForVQA:
+    """The model's modules with shapes only (no memory): what a quantization scheme plans from."""
+    with torch.device("meta"):
+        return ShapesVLPForVQA(config)
+
+
 def nf4_incompatible_modules(config: ShapesVLPConfig) -> list[str]:
     """Linear layers whose input width is not a multiple of the nf4 block size (64): bitsandbytes' CPU kernel rejects them."""
-    with torch.device("meta"):
-        model = ShapesVLPForVQA(config)
+    model = model_skeleton(config)
     return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module.in_features % NF4_BLOCK_SIZE]
 
 
@@ -86,6 +91,8 @@ class EmbeddedBackbone(Backbone):
         super().__init__(name=path.name, quantization=quantize)
         self.path = path
         self.config = ShapesVLPConfig.from_pretrained(path)
+        # Counted before quantizing: packed int8 / 4-bit weights are no longer plain parameters.
+        self.num_parameters = sum(p.numel() for p in model_skeleton(self.config).parameters())
         self.model = load_embedded_model(path, quantize)
         self.processor = ShapesVLPProcessor.from_pretrained(path, self.config)
         if quantize == "int8":
@@ -224,7 +231,6 @@ class EmbeddedBackbone(Backbone):
 
     def info(self) -> ModelInfo:
         c = self.config
-        params = sum(p.numel() for p in self.model.parameters())
         disk = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         facts = {
             "Architecture": "BLIP-style mixture of encoder-decoder: a vision transformer, a text encoder fused with the image by cross-attention, and a text decoder",
@@ -235,7 +241,7 @@ class EmbeddedBackbone(Backbone):
             "Text decoder": f"{c.decoder_layers} causal layers that write answers and captions",
             "Hidden size / heads": f"{c.hidden_size} / {c.num_attention_heads} attention heads",
             "Answer vocabulary (classifier head)": f"{len(self.labels)} answers",
-            "Parameters": f"{params / 1e6:.1f} million",
+            "Parameters": f"{self.num_parameters / 1e6:.1f} million",
             "Size on disk": f"{disk / 1e6:.1f} MB",
             "Quantization": SCHEME_LABELS[self.quantization],
         }

@@ -9,14 +9,19 @@ template asks for it. The image embedding is computed once per image and reused.
 
 Attention maps: with no cross-attention there is nothing text→image to read off, so
 `explain` returns a gradient map: gradient × input of the similarity with respect to the
-patch tokens entering each vision layer (kind "gradient").
+patch tokens entering each vision layer (kind "gradient"). That needs a backward pass
+through the image encoder, which some quantized kernels lack (PyTorch dynamic int8;
+bitsandbytes' 4-bit CPU kernel), so a loaded CLIP lists "explain" among its
+`capabilities` only when its image encoder's layers pass gradients.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from transformers import CLIPModel
 
 from vqa.backbones.hub.common import (
@@ -28,11 +33,34 @@ from vqa.backbones.hub.common import (
     patch_grid,
     softmax_ranking,
 )
+from vqa.backbones.hub.loader import is_quantized
 from vqa.errors import UnsupportedError
+from vqa.quantization import SCHEME_LABELS
 from vqa.results import Answer, AttentionMaps
 
 #: How a candidate answer becomes a caption CLIP can compare with the image; may use {question}.
 PROMPT_TEMPLATE = "a photo of {answer}"
+#: The modules the gradient map differentiates through: the image encoder and its projection.
+GRADIENT_PATH = ("vision_model.", "visual_projection")
+
+
+def layers_without_gradients(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the quantized linear layers under `prefixes` that pass no gradient back to their input."""
+    blocked = []
+    for name, module in model.named_modules():
+        if not (name.startswith(prefixes) and is_quantized(module) and hasattr(module, "in_features")):
+            continue
+        probe = torch.ones(1, module.in_features, requires_grad=True)
+        try:
+            with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyTorch warns before it fails on a kernel without a backward
+                (grad,) = torch.autograd.grad(module(probe).float().sum(), probe)
+            if torch.isfinite(grad).all() and grad.abs().sum() > 0:
+                continue
+        except RuntimeError:
+            pass
+        blocked.append(name)
+    return blocked
 
 
 @dataclass
@@ -44,6 +72,7 @@ class ClipImageEncoding:
 class ClipBackbone(HubBackbone):
     family = "clip"
     fusion = "late fusion dual encoder (CLIP)"
+    #: at full precision; each loaded model sets its own (see __init__)
     capabilities = frozenset({"classifier", "explain", "itm"})
     model_class = CLIPModel
     description = ("CLIP: an image encoder and a text encoder trained apart-but-together so that matching pictures "
@@ -52,15 +81,35 @@ class ClipBackbone(HubBackbone):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.quantization:
+            # bitsandbytes repacks 4-bit weights for its CPU kernel (which has no backward) on the first
+            # inference call: send one image through so the probe sees the layers as they will serve.
+            size = self.config.vision_config.image_size
+            self._encode_image(Image.new("RGB", (size, size)))
+        self.gradient_blockers = layers_without_gradients(self.model, GRADIENT_PATH)
+        if self.gradient_blockers:
+            self.capabilities = self.capabilities - {"explain"}  # this loaded model's own, not the class's
         self.notes += [
             "CLIP has no fusion layer (late fusion, dual encoder): image and text are encoded separately and meet "
             "only in one cosine similarity, so it cannot read the question.",
             f"Classifier head: zero-shot ranking of candidate answers with the prompt {self.prompt_template!r}, "
             "softmax over the scaled similarities.",
             DEFAULT_CANDIDATES_NOTE,
+            self._no_gradient_message() if self.gradient_blockers else
             "Attention view: CLIP has no text→image attention; it shows a gradient × input map of the image-text "
             "similarity over the patch grid instead.",
         ]
+
+    def _no_gradient_message(self) -> str:
+        label = SCHEME_LABELS.get(self.quantization, str(self.quantization))
+        return (f"No attention view for {self.name} loaded with {label}: CLIP's view is a gradient map, and "
+                f"{len(self.gradient_blockers)} quantized layers of its image encoder have no backward pass. "
+                "Load it without quantization to see it.")
+
+    def explain(self, image, question, answer=None) -> AttentionMaps:
+        if self.gradient_blockers:
+            raise UnsupportedError(self._no_gradient_message())
+        return super().explain(image, question, answer)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -107,9 +156,6 @@ class ClipBackbone(HubBackbone):
 
     def _explain(self, image, question, answer) -> AttentionMaps:
         """Gradient × input of the image-text similarity at the patch tokens entering each vision layer."""
-        if self.quantization == "int8":
-            raise UnsupportedError(f"{self.name} is loaded with dynamic int8, whose kernels have no gradient; the CLIP "
-                                   "view is a gradient map, so reload it without quantization (or with bnb-int8).")
         text = self._prompts(question, [answer])[0] if answer else question
         # a normal tensor (autograd cannot save inference tensors) that requires grad, so a graph exists even
         # when quantized weights do not require grad

@@ -137,6 +137,8 @@ class HubBackbone(Backbone):
         self.folder = Path(folder)
         self.config = model.config
         self.notes = list(notes or [])
+        # The loader passes the count of a meta skeleton of the config; counting the loaded model is right only
+        # at full precision (dynamic int8 packs weights outside `parameters()`, nf4 packs two to a byte).
         self.num_parameters = num_parameters or sum(p.numel() for p in model.parameters())
         self.encodings = ImageEncodingCache()
         self._memory: int | None = None

@@ -8,7 +8,9 @@ How a name is resolved, in order:
 3. Otherwise the model is downloaded, but only when that can work: not when
    HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, and not when a 2-second connection
    check to the hub fails. Then a `ModelLoadError` says at once how to get the model,
-   instead of transformers retrying the network for a minute.
+   instead of transformers retrying the network for a minute. Before downloading, the
+   hub's file list is read: a repository without safetensors weights, or whose download
+   would exceed VQA_MAX_DOWNLOAD_GB (default 2), is refused before any byte is fetched.
 
 The adapter is chosen from the checkpoint's config (`architectures`, then `model_type`,
 then the weight names), never from its name. Only safetensors weights are loaded (a
@@ -27,6 +29,7 @@ lists what was kept.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -43,6 +46,7 @@ from vqa.backbones.hub.catalog import PAIR_SEPARATOR
 from vqa.errors import ModelLoadError
 from vqa.quantization import bnb_config, dynamic_int8, normalise_scheme, require_available
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 # architecture class name → (adapter module, adapter class)
@@ -70,6 +74,9 @@ SUPPORTED_TEXT = ("BLIP (blip: VQA, captioning, image-text retrieval), ViLT (vil
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+#: Largest download a load may start, in GB (10^9 bytes, as the hub shows sizes); VQA_MAX_DOWNLOAD_GB overrides it.
+DEFAULT_MAX_DOWNLOAD_GB = 2.0
+HUB_REQUEST_TIMEOUT_S = 10.0
 
 # bitsandbytes' 4-bit CPU kernel packs weights in blocks: rows (out_features) in groups of 32
 # and 64 input values per quantization block (bitsandbytes.functional._convert_weight_packed_for_cpu).
@@ -170,25 +177,83 @@ def how_to_get(name: str, cache: Path) -> str:
             f"or set HF_HOME to a folder that has it, or pass a local folder.")
 
 
+def is_hub_id(name: str) -> bool:
+    """Does `name` have the form of a hub id ("owner/name"), rather than a path?"""
+    return bool(REPO_ID.fullmatch(name)) and not name.startswith((".", "/", "~"))
+
+
+def cached_snapshot(name: str) -> Path | None:
+    """The snapshot of hub id `name` in the local Hugging Face cache, or None (a local lookup: no network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, cache_dir=hub_cache_dir(), local_files_only=True))
+    except LocalEntryNotFoundError:
+        return None
+
+
+def max_download_bytes() -> int:
+    """The download size limit in bytes: VQA_MAX_DOWNLOAD_GB (read now), else DEFAULT_MAX_DOWNLOAD_GB."""
+    raw = os.environ.get("VQA_MAX_DOWNLOAD_GB", "").strip()
+    try:
+        gigabytes = float(raw) if raw else DEFAULT_MAX_DOWNLOAD_GB
+    except ValueError:
+        log.warning("VQA_MAX_DOWNLOAD_GB=%r is not a number of gigabytes: using %g", raw, DEFAULT_MAX_DOWNLOAD_GB)
+        gigabytes = DEFAULT_MAX_DOWNLOAD_GB
+    return int(gigabytes * 1e9)
+
+
+def files_to_download(name: str) -> dict[str, int]:
+    """{file name: size in bytes} of the files of hub repo `name` that a download fetches (DOWNLOAD_PATTERNS),
+    read from the hub's file list in one request; nothing is downloaded."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    siblings = HfApi().model_info(name, files_metadata=True, timeout=HUB_REQUEST_TIMEOUT_S).siblings or []
+    chosen = filter_repo_objects(siblings, allow_patterns=DOWNLOAD_PATTERNS, key=lambda sibling: sibling.rfilename)
+    return {sibling.rfilename: sibling.size or 0 for sibling in chosen}
+
+
+def has_safetensors(file_names) -> bool:
+    return any(str(file_name).endswith(".safetensors") for file_name in file_names)
+
+
+def check_download(name: str, files: dict[str, int]) -> None:
+    """Refuse a download (ModelLoadError) that would bring no safetensors weights or exceed the size limit."""
+    if not has_safetensors(files):
+        raise ModelLoadError(f"{name} ships no safetensors weights on the hub (pickle weights are refused: loading "
+                             "a pickle can run arbitrary code). Pick a checkpoint that ships model.safetensors.")
+    total, limit = sum(files.values()), max_download_bytes()
+    if total > limit:
+        raise ModelLoadError(
+            f"{name} is a {total / 1e9:.2f} GB download, over this server's limit of {limit / 1e9:g} GB "
+            "(VQA_MAX_DOWNLOAD_GB sets it). " + how_to_get(name, hub_cache_dir()))
+
+
 def resolve_folder(name: str) -> Path:
     """The local folder holding `name`: the folder itself, the cached hub snapshot, or a fresh download."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    if not REPO_ID.fullmatch(name) or name.startswith((".", "/", "~")):
+    if not is_hub_id(name):
         raise ModelLoadError(f"{name!r} is neither a folder nor a hub id of the form 'owner/name'.")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache = hub_cache_dir()
-    try:
-        return Path(snapshot_download(name, cache_dir=cache, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
+    snapshot = cached_snapshot(name)
+    if snapshot is not None:
+        return snapshot
     reason = offline_reason()
     if reason:
         raise ModelLoadError(f"{name} is not in the local Hugging Face cache ({cache}) and {reason}. "
                              + how_to_get(name, cache))
+    try:
+        files = files_to_download(name)
+    except Exception as exc:  # not found, gated, network dropped: the download would fail the same way
+        raise ModelLoadError(f"Could not list the files of {name} on the hub: {type(exc).__name__}: {exc}. "
+                             + how_to_get(name, cache)) from exc
+    check_download(name, files)
     try:
         return Path(snapshot_download(name, cache_dir=cache, allow_patterns=DOWNLOAD_PATTERNS))
     except Exception as exc:  # not found, gated, network dropped: all end the same way for the user

@@ -9,6 +9,7 @@ VQA model and captions from the captioning model. Each part keeps its own image 
 from __future__ import annotations
 
 from vqa.backbones.base import Backbone
+from vqa.backbones.hub.common import human_count
 from vqa.results import ModelInfo
 
 
@@ -17,6 +18,8 @@ class PairedBackbone(Backbone):
         super().__init__(name, parts[0].quantization)
         self.parts = parts
         self.capabilities = frozenset().union(*(p.capabilities for p in parts))
+        # Each part counts its parameters from its config, so the total is the same whatever the quantization.
+        self.num_parameters = sum(p.num_parameters for p in parts)
         families = list(dict.fromkeys(p.family for p in parts))
         self.family = "+".join(families)
 
@@ -49,7 +52,7 @@ class PairedBackbone(Backbone):
     def info(self) -> ModelInfo:
         infos = [p.info() for p in self.parts]
         routes = {cap: self.part_for(cap).name for cap in sorted(self.capabilities)}
-        facts = {"parts": " + ".join(i.name for i in infos),
+        facts = {"parts": " + ".join(i.name for i in infos), "parameters": human_count(self.num_parameters),
                  **{f"{cap} from": name for cap, name in routes.items()}}
         for i in infos:
             facts.update({f"{i.name}: {k}": v for k, v in i.facts.items()})

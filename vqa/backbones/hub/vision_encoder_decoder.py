@@ -44,6 +44,9 @@ class VisionEncoderDecoderBackbone(HubBackbone):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Every call sets its own max_new_tokens: a max_length from the checkpoint's generation settings would
+        # only clash with it, and transformers warns about that clash on every call.
+        self.model.generation_config.max_length = None
         self.notes.append("Captioning only: this model has no way to read a question, so answer() is not offered.")
 
     def answer(self, image, question, *args, **kwargs):
@@ -80,9 +83,11 @@ class VisionEncoderDecoderBackbone(HubBackbone):
         start, eos = self._special_ids()
         pad = self.model.generation_config.pad_token_id
         with seeded(seed if decoding.get("do_sample") else None):
+            # The prompt is never padded, but GPT-2 pads with its start token: the mask says every token counts.
             return self.model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=encoded), decoder_input_ids=prompt,
-                decoder_start_token_id=start, eos_token_id=eos, pad_token_id=eos if pad is None else pad, **decoding,
+                decoder_attention_mask=torch.ones_like(prompt), decoder_start_token_id=start, eos_token_id=eos,
+                pad_token_id=eos if pad is None else pad, **decoding,
             )
 
     @torch.inference_mode()
@@ -108,7 +113,8 @@ class VisionEncoderDecoderBackbone(HubBackbone):
             sequence = self._generate(encoded, self._prompt_ids(None), generation_kwargs("greedy", 1, 1.0, 1.0, 30, 1),
                                       None).sequences
         with self.eager_attention():
-            out = self.model(encoder_outputs=(encoded,), decoder_input_ids=sequence, output_attentions=True)
+            out = self.model(encoder_outputs=(encoded,), decoder_input_ids=sequence,
+                             decoder_attention_mask=torch.ones_like(sequence), output_attentions=True)
         gh, gw = self.grid
         extra = encoded.shape[1] - gh * gw  # [CLS] (and a distillation token for DeiT) come first
         # Row t is the attention while the decoder chose token t + 1: pair it with that token.
