@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.live_server import ASK_DEFAULTS, free_port, percentile, start_app, stop, wait_until_up  # noqa: E402  (shared with the tests)
+from tests.live_server import ASK_DEFAULTS, UNLIMITED_UPLOADS, free_port, percentile, start_app, stop, wait_until_up  # noqa: E402  (shared with the tests)
 
 UPLOAD_SIZE = 192  # px: the size of the demo's example pictures
 # Each head's note ends in "· N ms": the time its answer() call took inside the server.
@@ -54,7 +54,7 @@ def model_ms(outputs) -> float:
 def start_floor(port: int, log_path: Path) -> subprocess.Popen:
     log = log_path.open("w")
     return subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(port)], cwd=ROOT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", **UNLIMITED_UPLOADS), stdout=log, stderr=subprocess.STDOUT)
 
 
 def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, inputs: list[tuple[str, str]], warmup: int) -> dict:
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(tempfile.mkdtemp(prefix="bench_app_")) / "server.log"
-    server = start_app(port, log_path, VQA_MODEL=args.model, VQA_QUANTIZE=args.quantize)
+    server = start_app(port, log_path, VQA_MODEL=args.model, VQA_QUANTIZE=args.quantize, **UNLIMITED_UPLOADS)
     floor_url = f"http://127.0.0.1:{(floor_port := free_port())}/"
     floor = start_floor(floor_port, log_path.parent / "floor.log")
     floor_result = None

@@ -25,9 +25,9 @@ import gradio as gr  # noqa: E402
 from demo.ui import INFERENCE_CONCURRENCY, QUEUE_MAX_SIZE, launch_kwargs  # noqa: E402
 from vqa import settings  # noqa: E402
 
-FIXED = (
-    {"label": "red", "confidences": [{"label": "red", "confidence": 0.9}, {"label": "blue", "confidence": 0.1}]},
-    {"label": "red", "confidences": [{"label": "red", "confidence": 0.8}]},
+FIXED = (  # what the demo's handler returns: {answer: probability} per head, the badge, two notes
+    {"red": 0.9, "blue": 0.1},
+    {"red": 0.8},
     '<div class="vqa-badge">✓ Both heads agree: <b>red</b></div>',
     "Top answer **90%** likely · 0 ms",
     "Generated “**red**” · sequence probability **80%** (greedy) · 0 ms",

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     models = ModelManager(model)
     if not models.preload():
         raise SystemExit(f"could not load {model}: {models.load_error}")
-    page, url = serve(models)
+    from demo.upload_limits import UploadLimiter
+
+    page, url = serve(models, upload_limiter=UploadLimiter(per_client=10**6, per_server=10**6))  # a load test, not visitors
     try:
         from gradio_client import Client
 

@@ -15,6 +15,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from demo.memory import return_large_blocks_to_the_system  # noqa: E402
+
+return_large_blocks_to_the_system()
+
 # transformers draws a "Loading weights" bar on every model load: noise in a server's log.
 import transformers.utils.logging  # noqa: E402  (after the environment above)
 

@@ -274,11 +274,14 @@ class Handlers:
     def __init__(self, models: ModelManager):
         self.models = models
 
-    def _model(self, key: str | None, progress=None) -> vqa.backbones.base.Backbone:
-        """The session's model, loaded if it has to be. On a public server a failed load says which model
-        failed and nothing more: the loader's own message may name server folders; it goes to the log."""
+    def _model(self, key: str | None, progress=None, scheme: str | None = "served") -> vqa.backbones.base.Backbone:
+        """The session's model as served (or quantized with `scheme`), loaded if it has to be. On a public
+        server a failed load says which model failed and nothing more: the loader's own message may name
+        server folders, so it goes to the log."""
         try:
-            return self.models.current(key, progress)
+            if scheme == "served":
+                return self.models.current(key, progress)
+            return self.models.quantized(key, scheme, progress)
         except vqa.ModelLoadError as exc:
             if self.models.allow_custom:
                 raise
@@ -382,8 +385,7 @@ class Handlers:
         ok, reason = availability().get(scheme, (False, "unknown scheme"))
         if not ok:
             raise vqa.UnsupportedError(f"{SCHEME_LABELS[scheme]} is not available here: {reason}.")
-        self._model(model_key, progress=lambda f, m: progress(0.05 * f, desc=m))
-        base = self.models.full_precision(model_key, progress=lambda f, m: progress(0.05 * f, desc=m))
+        base = self._model(model_key, progress=lambda f, m: progress(0.05 * f, desc=m), scheme=None)
         head = "classifier" if "classifier" in base.capabilities else "generative" if "generative" in base.capabilities else None
         if head is None:
             raise vqa.UnsupportedError(f"{base.name} cannot answer questions, so there is nothing to compare.")
@@ -391,7 +393,7 @@ class Handlers:
         cached = scheme in self.models.cached_schemes(model_key)
         progress(0.05, desc=f"Preparing {SCHEME_LABELS[scheme]} copy of {base.name}…")
         start = time.perf_counter()
-        quant = self.models.quantized(model_key, scheme, progress=lambda f, m: progress(0.05 + 0.55 * f, desc=m))
+        quant = self._model(model_key, progress=lambda f, m: progress(0.05 + 0.55 * f, desc=m), scheme=scheme)
         load_seconds = time.perf_counter() - start
 
         progress(0.65, desc="Answering with both models…")

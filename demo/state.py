@@ -119,7 +119,7 @@ def hub_offers() -> list[Offer]:
         extra = " · ".join(x for x in (entry.get("does"), entry.get("size")) if x)
         status = hub_availability(entry["id"])
         if not status.ok:
-            log.info("Hub model %s is offered as unavailable: %s %s", entry["id"], status.reason, status.advice)
+            log.info("Hub model %s is offered as unavailable: %s. %s", entry["id"], status.reason, status.advice)
         offers.append(Offer(entry["id"], entry["id"], f"{entry['id']} — {extra}" if extra else entry["id"], status.ok, status.reason))
     return offers
 

@@ -95,9 +95,12 @@ def _radio(setting: settings.ChoiceSetting, **kwargs) -> gr.Radio:
     return gr.Radio(list(setting.choices), value=setting.default, **{"label": setting.label, **kwargs})
 
 
-def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float = ATTENTION_STATE_TTL_S) -> gr.Blocks:
+def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float | None = None) -> gr.Blocks:
     """The whole page, bound to `models` (default: $VQA_MODEL or weights/shapes-vlp, loaded on first use).
-    Every model event takes the session's model key (a gr.State) as its last input."""
+    Every model event takes the session's model key (a gr.State) as its last input.
+    attention_state_ttl_s: how long the Attention tab's state lives (default: $VQA_ATTENTION_TTL_S or 30 minutes)."""
+    if attention_state_ttl_s is None:
+        attention_state_ttl_s = float(os.environ.get("VQA_ATTENTION_TTL_S", ATTENTION_STATE_TTL_S))
     models = models or ModelManager()
     h = Handlers(models)
     # preprocess=False: handlers get the upload as Gradio's file dict ({"path": ...}) without Gradio opening it.

@@ -8,17 +8,20 @@ files by `gr.Blocks(delete_cache=...)` (see demo/ui.py), so what is stored is bo
 
 A client is the first address in X-Forwarded-For (what a Hugging Face Space's proxy reports) or
 the connection's address. A forged header only buys a new per-client window: the per-server limit still holds.
+The operator sets both limits with VQA_UPLOADS_PER_CLIENT and VQA_UPLOADS_PER_SERVER (uploads per minute).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 
 UPLOAD_PATH_SUFFIX = "/upload"
-#: Uploads one client may make per window: a visitor trying pictures one by one makes a few per minute.
-PER_CLIENT = 30
+#: Uploads one client may make per window. A visitor trying pictures makes a few per minute; a
+#: classroom behind one school address shares one client's window, hence the headroom.
+PER_CLIENT = 60
 #: Uploads the whole server accepts per window, whoever sends them (300 × 10 MB at most: 3 GB per minute).
 PER_SERVER = 300
 WINDOW_S = 60.0
@@ -28,8 +31,11 @@ TOO_MANY = b"Too many uploads from here in the last minute. Please wait a minute
 class UploadLimiter:
     """Sliding-window counts of uploads per client and per server (thread-safe)."""
 
-    def __init__(self, per_client: int = PER_CLIENT, per_server: int = PER_SERVER, window_s: float = WINDOW_S):
-        self.per_client, self.per_server, self.window_s = per_client, per_server, window_s
+    def __init__(self, per_client: int | None = None, per_server: int | None = None, window_s: float = WINDOW_S):
+        """Limits per window: the arguments, else $VQA_UPLOADS_PER_CLIENT / $VQA_UPLOADS_PER_SERVER, else the defaults."""
+        self.per_client = per_client if per_client is not None else int(os.environ.get("VQA_UPLOADS_PER_CLIENT", PER_CLIENT))
+        self.per_server = per_server if per_server is not None else int(os.environ.get("VQA_UPLOADS_PER_SERVER", PER_SERVER))
+        self.window_s = window_s
         self._clients: dict[str, deque[float]] = {}
         self._server: deque[float] = deque()
         self._lock = threading.Lock()

@@ -32,15 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(models, upload_limiter=None, **build):
-    """The real app (build_demo + launch_kwargs) on a free loopback port in this process: (page, url)."""
+def serve(models, upload_limiter=None, launch: dict | None = None, **build):
+    """The real app (build_demo + launch_kwargs) on a free loopback port in this process: (page, url).
+    launch: more launch() settings (e.g. a TLS certificate)."""
     import demo  # noqa: F401  (offline environment before gradio is imported)
     from demo.ui import build_demo, launch_kwargs
 
     page = build_demo(models, **build)
     _, url, _ = page.launch(**launch_kwargs(upload_limiter=upload_limiter, server_name="127.0.0.1", server_port=free_port(),
-                                            prevent_thread_lock=True, quiet=True))
+                                            prevent_thread_lock=True, quiet=True, **(launch or {})))
     return page, url
+
+
+#: Benchmarks and load tests upload far faster than visitors: the upload limits must not count them.
+UNLIMITED_UPLOADS = {"VQA_UPLOADS_PER_CLIENT": "1000000", "VQA_UPLOADS_PER_SERVER": "1000000"}
 
 
 def start_app(port: int, log_path: Path, **environment: str) -> subprocess.Popen:

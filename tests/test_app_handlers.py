@@ -61,9 +61,11 @@ def test_ask_gives_both_answers(handlers, image_path):
 
 
 @pytest.mark.parametrize("decoding", ["greedy", "beam", "nucleus"])
-def test_ask_decodings(handlers, image_path, decoding):
-    _, generative, _, _, note = handlers.ask(image_path, QUESTION, top_k=3, decoding=decoding, num_beams=2, top_p=0.8, temperature=0.7, max_new_tokens=4)
-    assert generative and decoding in note
+def test_ask_shows_what_the_model_writes_with_each_decoding(handlers, image_path, decoding):
+    settings = dict(top_k=3, decoding=decoding, num_beams=2, top_p=0.8, temperature=0.7, max_new_tokens=4)
+    _, generative, _, _, note = handlers.ask(image_path, QUESTION, **settings)
+    expected = handlers.models.current().ask(image_path, QUESTION, **settings).generative
+    assert generative == label_value(expected)
 
 
 def test_ask_accepts_a_pil_image(handlers):
@@ -191,6 +193,27 @@ def test_compare_with_none_is_zero_drift(handlers, image_path):
     summary, full, quant, *_ = handlers.compare_quantized(image_path, QUESTION, "none")
     assert full == quant
     assert "**0.0000**" in summary
+
+
+def test_total_variation_between_two_different_distributions():
+    from demo.handlers import total_variation
+
+    p, q = {"red": 0.7, "blue": 0.3}, {"red": 0.2, "green": 0.8}
+    assert total_variation(p, q) == pytest.approx(0.8)  # (|0.7-0.2| + |0.3-0| + |0-0.8|) / 2
+    assert total_variation(p, p) == 0 and total_variation({"a": 1.0}, {"b": 1.0}) == pytest.approx(1.0)
+
+
+def test_compare_reports_the_drift_between_full_precision_and_int8(handlers, image_path):
+    """The summary's total variation is the one between the two models' own answer distributions."""
+    import re
+
+    from demo.handlers import COMPARE_TOP_K, total_variation
+
+    summary, *_ = handlers.compare_quantized(image_path, QUESTION, "int8")
+    shown = float(re.search(r"\*\*Total variation\*\* between the two answer distributions: \*\*([0-9.]+)\*\*", summary).group(1))
+    full = dict(handlers.models.full_precision().answer(image_path, QUESTION, top_k=COMPARE_TOP_K).candidates)
+    quant = dict(handlers.models.quantized(None, "int8").answer(image_path, QUESTION, top_k=COMPARE_TOP_K).candidates)
+    assert full != quant and shown == pytest.approx(total_variation(full, quant), abs=5e-5) and shown > 0
 
 
 def test_compare_unknown_scheme(handlers, image_path):

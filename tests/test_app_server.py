@@ -8,7 +8,6 @@ import pytest
 
 import demo  # noqa: F401  (offline environment first)
 from demo.state import ModelManager
-from demo.ui import QUEUE_MAX_SIZE
 from live_server import serve
 
 QUESTION = "what color is the square?"
@@ -42,14 +41,6 @@ def image_path(tmp_path_factory) -> str:
     return str(path)
 
 
-def test_serves_on_loopback_with_the_settings(server):
-    page, url = server
-    assert url.startswith("http://127.0.0.1:")
-    assert page.max_file_size == 10_000_000
-    assert page.enable_monitoring is False
-    assert page._queue.max_size == QUEUE_MAX_SIZE
-
-
 def test_ask_needs_only_image_and_question(client, image_path):
     from gradio_client import handle_file
 
@@ -62,23 +53,44 @@ def test_ask_needs_only_image_and_question(client, image_path):
     assert "agree" in badge
 
 
-def test_ask_from_a_client_with_one_shared_tls_context(server, image_path):
-    """The README's recommended client setup (one verifying SSLContext for all requests) works."""
+def test_ask_over_tls_from_a_client_with_one_shared_verifying_context(tiny_model_dir, image_path, tmp_path):
+    """The README's client setup (one verifying SSLContext for all requests) against the app served over HTTPS
+    with a certificate from a throwaway authority: answers come back, and a client that does not trust that
+    authority is refused, so certificates really are checked."""
     import ssl
 
     import certifi
+    import trustme
     from gradio_client import Client, handle_file
 
-    client = Client(server[1], verbose=False, ssl_verify=ssl.create_default_context(cafile=certifi.where()))
-    classifier, generative, *_ = client.predict(handle_file(image_path), QUESTION, api_name="/ask")
-    assert classifier["label"] and generative["label"]
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    key_file, cert_file = tmp_path / "server.key", tmp_path / "server.pem"
+    certificate.private_key_pem.write_to_path(str(key_file))
+    certificate.cert_chain_pems[0].write_to_path(str(cert_file))
+    models = ModelManager(str(tiny_model_dir), offer_hub=False)
+    # launch's own ssl_verify only covers Gradio's start-up self-check, which does not know the authority
+    page, url = serve(models, launch=dict(ssl_certfile=str(cert_file), ssl_keyfile=str(key_file), ssl_verify=False))
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        trusting = ssl.create_default_context()
+        authority.configure_trust(trusting)
+        classifier, generative, *_ = Client(url, verbose=False, ssl_verify=trusting).predict(handle_file(image_path), QUESTION, api_name="/ask")
+        assert classifier["label"] and generative["label"]
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            Client(url, verbose=False, ssl_verify=ssl.create_default_context(cafile=certifi.where()))
+    finally:
+        page.close()
 
 
-def test_ask_with_decoding_options(client, image_path):
+def test_ask_with_decoding_options(client, image_path, server):
+    """Settings sent through the API reach the model: beam search's written answers, as the model itself writes them."""
     from gradio_client import handle_file
 
     result = client.predict(handle_file(image_path), QUESTION, 3, "beam", 2, 0.9, 1.0, 4, api_name="/ask")
-    assert len(result[0]["confidences"]) == 3 and "beam" in result[4]
+    expected = server[0].models.current().ask(image_path, QUESTION, top_k=3, decoding="beam", num_beams=2, max_new_tokens=4)
+    assert [c["label"] for c in result[0]["confidences"]] == [a for a, _ in expected.classifier.candidates]
+    assert [c["label"] for c in result[1]["confidences"]] == [a or "(empty answer)" for a, _ in expected.generative.candidates]
 
 
 def test_caption(client, image_path):

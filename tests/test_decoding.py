@@ -34,3 +34,46 @@ def test_tokens_after_the_first_eos_do_not_count():
     logits = torch.zeros(1, 4, vocab)
     out = SimpleNamespace(sequences=torch.tensor([[1, 4, EOS, 0, 0]]), logits=tuple(logits[:, t] for t in range(4)))
     assert generated_log_likelihood(out, 1, EOS).item() == pytest.approx(2 * math.log(1 / vocab), abs=1e-5)
+
+
+# ----- what each decoding does, as a user sees it ----------------------------------------------
+QUESTION = "what color is the circle?"
+
+
+@pytest.fixture(scope="module")
+def picture():
+    from vqa.data.splits import make_example
+
+    return make_example("test", 2, 64).image
+
+
+def test_greedy_writes_one_answer_and_beam_and_nucleus_several(tiny_model, picture):
+    greedy = tiny_model.answer(picture, QUESTION, head="generative", decoding="greedy", top_k=5)
+    beam = tiny_model.answer(picture, QUESTION, head="generative", decoding="beam", num_beams=4, top_k=4)
+    nucleus = tiny_model.answer(picture, QUESTION, head="generative", decoding="nucleus", top_p=1.0, temperature=2.0, top_k=6)
+    assert len(greedy.candidates) == 1
+    assert len(beam.candidates) >= 2, "beam search returned a single sequence: is it greedy?"
+    assert len(nucleus.candidates) >= 2, "six samples at temperature 2 gave one answer: is sampling greedy?"
+    assert all(0 < p <= 1 for _, p in beam.candidates + nucleus.candidates)
+
+
+def test_nucleus_samples_depend_on_the_seed_and_repeat_with_it(tiny_model, picture):
+    def sample(seed):
+        return tiny_model.answer(picture, QUESTION, head="generative", decoding="nucleus", top_p=1.0, temperature=2.0, top_k=6, seed=seed).candidates
+
+    assert sample(1) == sample(1)
+    assert len({tuple(sample(seed)) for seed in range(4)}) >= 2, "four seeds drew the same samples"
+
+
+def test_the_ask_button_uses_the_chosen_decoding(tiny_model_dir, picture):
+    """The app's Ask handler passes the decoding on: beam and nucleus list several written answers, greedy one."""
+    from demo.handlers import Handlers
+    from demo.state import ModelManager
+
+    handlers = Handlers(ModelManager(str(tiny_model_dir), serve=None, offer_hub=False))
+    shown = {}
+    for decoding in ("greedy", "beam", "nucleus"):
+        _, generative, *_ = handlers.ask(picture, QUESTION, top_k=4, decoding=decoding, num_beams=4, top_p=1.0, temperature=2.0)
+        shown[decoding] = generative
+    assert len(shown["greedy"]) == 1 and len(shown["beam"]) >= 2 and len(shown["nucleus"]) >= 2, shown
+    assert shown["beam"] != shown["nucleus"]

@@ -165,25 +165,34 @@ def test_load_refuses_a_folder_without_safetensors(tmp_path, tiny_model_dir):
         vqa.load(tmp_path)
 
 
-@pytest.mark.slow
-def test_shipped_weights_beat_chance_by_a_wide_margin(shipped_model):
-    """Chance = guessing uniformly among the answers of the question's family (1/2 for yes/no,
-    1/12 for colours, 1/6 for counts...). Each head must beat it by at least 10 points."""
-    from vqa.data.questions import FAMILIES
-    from vqa.data.vocabulary import COLOR_NAMES, COUNTS, SHAPES, SIZES
+#: Each family's accuracy on the first 40 test scenes must reach this (the model card's test-split figures:
+#: 0.997-1.00 for seven families, 0.943 for counting). A picture mirrored or with its colour channels swapped
+#: anywhere between the upload and the model drops the spatial or colour families far below.
+FAMILY_FLOOR = {"count": 0.85}
+DEFAULT_FAMILY_FLOOR = 0.93
 
-    choices = {"exist": 2, "not_exist": 2, "size": len(SIZES), "count": len(COUNTS), "color": len(COLOR_NAMES),
-               "spatial_color": len(COLOR_NAMES), "shape": len(SHAPES), "spatial_shape": len(SHAPES)}
-    assert set(choices) == set(FAMILIES)
-    chance, scores = [], {"classifier": [], "generative": []}
-    for index in range(25):
-        ex = make_example("test", index, shipped_model.config.image_size)
+
+@pytest.mark.slow
+def test_shipped_model_answers_each_question_family_as_measured(shipped_model):
+    """Pictures go in as PNG files' bytes, as an upload does: decoding, orientation, colour order and the
+    processor are all on the path."""
+    import io
+
+    from vqa.data.questions import FAMILIES
+
+    scores = {family: {"classifier": [], "generative": []} for family in FAMILIES}
+    for index in range(40):
+        ex = make_example("test", index, 192)  # the demo's example size: the processor resizes it
+        buffer = io.BytesIO()
+        ex.image.save(buffer, format="PNG")
         for q in ex.questions:
-            chance.append(1 / choices[q.family])
-            for head in scores:
-                scores[head].append(answer_accuracy(shipped_model.answer(ex.image, q.text, head=head).answer, [q.answer]))
-    for head, values in scores.items():
-        assert np.mean(values) >= np.mean(chance) + 0.10, f"{head}: {np.mean(values):.3f} vs chance {np.mean(chance):.3f}"
+            both = shipped_model.ask(buffer.getvalue(), q.text)
+            for head in ("classifier", "generative"):
+                scores[q.family][head].append(answer_accuracy(getattr(both, head).answer, [q.answer]))
+    for family, heads in scores.items():
+        for head, values in heads.items():
+            floor = FAMILY_FLOOR.get(family, DEFAULT_FAMILY_FLOOR)
+            assert len(values) >= 15 and np.mean(values) >= floor, f"{family} / {head}: {np.mean(values):.3f} over {len(values)} (floor {floor})"
 
 
 @pytest.mark.parametrize("scheme", [None, "int8"])

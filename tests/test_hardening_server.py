@@ -15,7 +15,6 @@ import struct
 import threading
 import time
 import zlib
-from importlib.metadata import version
 
 import httpx
 import pytest
@@ -88,16 +87,6 @@ def expect_error(url: str, image, question: str, *fragments: str) -> str:
     assert kind == "error", f"expected an error, got {message!r}"
     assert isinstance(message, str) and all(f.lower() in message.lower() for f in fragments), message
     return message
-
-
-# ----- versions -------------------------------------------------------------------------------
-def test_installed_versions_have_the_known_fixes():
-    from packaging.version import Version
-
-    minimum = {"gradio": "6.20", "pillow": "12.3", "torch": "2.6"}
-    for package, least in minimum.items():
-        installed = Version(version(package))
-        assert installed >= Version(least), f"{package} {installed} is older than {least}, which has security fixes we rely on"
 
 
 # ----- oversized images -----------------------------------------------------------------------
@@ -257,7 +246,7 @@ def test_excess_clients_get_queue_full_at_once_and_results_are_not_mixed(server,
     assert len(refused) >= 5
     for status, text, seconds in refused:
         assert status == 503 and "queue is full" in text.lower(), (status, text)
-        assert seconds < 5, f"the refusal took {seconds:.1f} s; it must be immediate"
+        assert seconds < 5, f"the refusal took {seconds:.1f} s; it must be immediate"  # a generous "does not wait" bound
     # Every accepted request is answered, and with the answer for its own input.
     for event_id, which in accepted:
         kind, outputs = result_of(url, event_id)
@@ -292,6 +281,8 @@ def test_bounded_load_200_requests_16_threads(url, baseline, tmp_path):
         unexpected = {kind: n for kind, n in run["errors"].items() if kind != "queue full"}
         assert not unexpected, (unexpected, run["error_examples"])
     assert result["ok"] + result["errors"].get("queue full", 0) == 200
+    # 16 threads against a queue of 16: nearly every request is served, each with its own input's answer
+    assert result["ok"] >= 180, result
     assert after - before < 60 * MB, f"RSS grew by {(after - before) / MB:.1f} MB over 200 requests"
 
 

@@ -493,7 +493,7 @@ def test_uncached_hub_id_offline_fails_fast_and_says_how_to_get_it(monkeypatch, 
     start = time.perf_counter()
     with pytest.raises(ModelLoadError) as error:
         load_hub_backbone("Salesforce/blip-vqa-base")
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 5  # a generous "fails fast" bound: without the offline check, transformers retries for a minute
     message = str(error.value)
     assert "Salesforce/blip-vqa-base" in message and "hf download Salesforce/blip-vqa-base" in message
     assert "HF_HOME" in message and "HF_HUB_OFFLINE" in message
