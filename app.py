@@ -11,14 +11,15 @@ import logging
 
 import demo as _demo_package  # noqa: F401  (sets the offline environment before gradio is imported)
 from demo.state import ModelManager
-from demo.ui import build_demo, launch_kwargs
+from demo.ui import build_demo, launch_kwargs, use_model_threads
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
 
-# The model is loaded once, here, and shared by every request. If it can't be loaded
-# (e.g. weights/shapes-vlp not trained yet) the page still starts, says why, and
-# retries on the next request; the Model tab can load another one.
+# The default model is loaded once, here, and shared by every session that does not choose another
+# in the Model tab. If it can't be loaded (e.g. weights/shapes-vlp not trained yet) the page still
+# starts, says why, and retries on the next request.
+use_model_threads()
 models = ModelManager()
 models.preload()
 demo = build_demo(models)

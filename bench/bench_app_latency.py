@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +58,14 @@ def start_floor(port: int, log_path: Path) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONUNBUFFERED="1", **UNLIMITED_UPLOADS), stdout=log, stderr=subprocess.STDOUT)
 
 
-def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, inputs: list[tuple[str, str]], warmup: int) -> dict:
-    """p50 of /ask (plain HTTP, 1 client), of the floor app, and of the model's own both-heads ask(),
+def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, inputs: list[tuple[str, str]], warmup: int,
+                     kind: str = "raw-http") -> dict:
+    """p50 of /ask (plain HTTP, 1 client of `kind`), of the floor app, and of the model's own both-heads ask(),
     the three taking turns on each fresh scene so that a change in the machine's speed hits all three."""
     import vqa
 
     backbone = vqa.load(model, quantize=None if quantize == "none" else quantize)
-    clients = {"ask": RawHTTPClient(app_url), "floor": RawHTTPClient(floor_url)}
+    clients = {"ask": CLIENTS[kind](app_url), "floor": CLIENTS[kind](floor_url)}
     times: dict[str, list[float]] = {"ask": [], "floor": [], "model": []}
     for n, (image, question) in enumerate(inputs):
         for name in ("floor", "ask", "model"):
@@ -78,15 +80,16 @@ def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, in
         client.close()
     p50 = {name: round(percentile(values, 50), 1) for name, values in times.items()}
     bar = p50["floor"] + 1.2 * p50["model"]
-    return {"requests": len(times["ask"]), "ask_p50_ms": p50["ask"], "floor_p50_ms": p50["floor"], "model_both_heads_p50_ms": p50["model"],
+    return {"client": kind, "requests": len(times["ask"]), "ask_p50_ms": p50["ask"], "floor_p50_ms": p50["floor"], "model_both_heads_p50_ms": p50["model"],
             "ask_minus_floor_ms": round(p50["ask"] - p50["floor"], 1), "bar_ms": round(bar, 1), "meets_bar": p50["ask"] <= bar}
 
 
 class RawHTTPClient:
-    """/ask as plain HTTP, the way the browser page does it: upload the file, start the call, read the
+    """/ask as plain HTTP through Gradio's simple API: upload the file, start the call, read the
     server-sent events until "complete". No polling: the time is the server's plus loopback round trips.
     gradio_client does the same three requests but checks for the result every 50 ms, so comparing
-    the two separates the server's time from the client library's."""
+    the two separates the server's time from the client library's. Every `call/ask` is a new session
+    on the server (the route takes none), so each request also pays for building one."""
 
     def __init__(self, url: str):
         import httpx
@@ -113,6 +116,36 @@ class RawHTTPClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+class SessionHTTPClient(RawHTTPClient):
+    """/ask as plain HTTP the way the browser page sends it: one session for all its requests (queue/join
+    with the session's hash, then the session's event stream until the result)."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        from tests.live_server import fn_indices
+
+        self.fn_index = fn_indices(url)["ask"]
+        self.session_hash = uuid.uuid4().hex[:11]
+
+    def predict(self, image: str, question: str) -> list:
+        with open(image, "rb") as f:
+            path = self.http.post("upload", files={"files": (Path(image).name, f, "image/png")}).json()[0]
+        upload = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(image).name}
+        body = {"data": [upload, question, *ASK_DEFAULTS, None], "fn_index": self.fn_index, "session_hash": self.session_hash,
+                "event_data": None, "trigger_id": None}
+        event_id = self.http.post("queue/join", json=body).raise_for_status().json()["event_id"]
+        with self.http.stream("GET", "queue/data", params={"session_hash": self.session_hash}) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[len("data:"):])
+                if message.get("event_id") == event_id and message.get("msg") == "process_completed":
+                    if not message.get("success"):
+                        raise RuntimeError(f"/ask failed: {str(message.get('output'))[:200]}")
+                    return message["output"]["data"]
+        raise RuntimeError("the event stream ended without a result")
 
 
 class GradioClient:
@@ -162,6 +195,7 @@ CLIENTS = {
     "gradio_client-shared-tls": SharedTLSGradioClient,
     "gradio_client-no-tls-check": PlainHTTPGradioClient,
     "raw-http": RawHTTPClient,
+    "raw-http-session": SessionHTTPClient,
 }
 
 
@@ -261,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_up(url, server, args.startup_timeout)
         wait_until_up(floor_url, floor, args.startup_timeout)
         if args.floor_requests:
-            scenes = fresh_inputs(args.warmup + args.floor_requests, 100_000, log_path.parent)
-            floor_result = floor_comparison(url, floor_url, args.model, args.quantize, scenes, args.warmup)
+            floor_result = []
+            for n, kind in enumerate(("raw-http", "raw-http-session")):
+                scenes = fresh_inputs(args.warmup + args.floor_requests, 100_000 + 10_000 * n, log_path.parent)
+                floor_result.append(floor_comparison(url, floor_url, args.model, args.quantize, scenes, args.warmup, kind))
         per_level = args.warmup + args.requests
         levels = [(kind, clients) for kind in args.client for clients in args.clients]
         inputs = fresh_inputs(per_level * len(levels), 0, log_path.parent)
@@ -279,9 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         stop(server)
         stop(floor)
 
-    if floor_result:
-        f = floor_result
-        print(f"/ask against its floor · plain HTTP, 1 client, {f['requests']} fresh scenes, taking turns with the floor app and the model")
+    for f in floor_result or []:
+        print(f"/ask against its floor · {f['client']}, 1 client, {f['requests']} fresh scenes, taking turns with the floor app and the model")
         print(f"{'floor app p50':<32} {f['floor_p50_ms']:>8} ms")
         print(f"{'/ask p50':<32} {f['ask_p50_ms']:>8} ms")
         print(f"{'model both heads p50 (ask())':<32} {f['model_both_heads_p50_ms']:>8} ms")

@@ -123,6 +123,15 @@ def agreement_badge(classifier: vqa.Answer | None, generative: vqa.Answer | None
     return f'<div class="vqa-badge" style="padding:.5em 1em;border:2px solid;border-radius:.6em;font-size:1.15em;{style}">{text}</div>'
 
 
+def domain_notice(note: str) -> str:
+    """The amber notice that replaces the agreement badge when the model is outside what it learned:
+    the answers stay visible, since seeing a model fail outside its training data is itself a lesson."""
+    return (
+        '<div class="vqa-badge vqa-outside" style="padding:.5em 1em;border:2px solid #d97706;border-radius:.6em;'
+        f'font-size:1.1em;background:#fef3c7;color:#78350f">⚠ Outside what this model knows. {html.escape(note)}</div>'
+    )
+
+
 def _table_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -258,6 +267,8 @@ def attention_view(maps: vqa.AttentionMaps, image: Image.Image, layer: str = "fi
         f"{answer}The model looked most at the **{_position_words(grid_map)}** of the picture (ringed in cyan). "
         f"Bright = more attention. Showing: {what}; grid {maps.grid[0]}×{maps.grid[1]} patches."
     )
+    if not maps.in_domain:
+        text = f"⚠ **Outside what this model knows.** {html.escape(maps.domain_note)}  \n{text}"
     return heat, text
 
 
@@ -311,7 +322,8 @@ class Handlers:
             generative_note = f"{model.name} has no generative head."
         for note in answers.notes:  # e.g. "Animated image: the first frame was used."
             classifier_note += f"  \n{note}"
-        return label_value(classifier), label_value(generative), agreement_badge(classifier, generative), classifier_note, generative_note
+        badge = agreement_badge(classifier, generative) if answers.in_domain else domain_notice(answers.domain_note)
+        return label_value(classifier), label_value(generative), badge, classifier_note, generative_note
 
     # ----- Caption -----------------------------------------------------------------------
     @user_errors
@@ -330,6 +342,8 @@ class Handlers:
             "probability of a caption = the product of its word probabilities, so long captions get small numbers"
         )
         note += "".join(f"  \n{n}" for n in result.notes)
+        if not result.in_domain:
+            note = f"⚠ **Outside what this model knows.** {html.escape(result.domain_note)}  \n{note}"
         return result.text, table, note
 
     # ----- Attention ---------------------------------------------------------------------

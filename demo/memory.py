@@ -5,8 +5,9 @@ that size has been freed (its mmap threshold rises on its own, up to 32 MB), and
 freed in the middle of a thread's arena stays with the process. A visitor's 25-megapixel
 picture (75 MB decoded, in 16 MB blocks) would so leave the server that much bigger after every
 such request on a new worker thread. Fixing the threshold at 4 MB keeps every block of that size
-or more in its own mapping, returned on free: 25 sessions explaining a 4,900 × 4,900 picture grew
-the server by 149–162 MB without it and 36–79 MB with it, in five runs (tests/test_public_space.py).
+or more in its own mapping, returned on free (tests/test_public_space.py measures the server after
+25 sessions explain a 4,900 × 4,900 picture; the figures with and without are in
+bench/results/session_memory.txt).
 """
 
 from __future__ import annotations

@@ -29,12 +29,16 @@ from vqa import settings
 from vqa.image_io import MAX_IMAGE_BYTES, MAX_QUESTION_CHARS
 
 # ----- serving settings --------------------------------------------------------------------
-# Inference is CPU-bound and the server has 2 cores. PyTorch already spreads one request
-# over both cores, so running more requests at once does not raise throughput; it only
-# makes each one slower. We still allow 2 model requests at a time so that one long job
-# (a quantization comparison that loads a model, a 5-caption beam search) cannot block
-# every other user's quick /ask. All model events share one concurrency group, so the
-# limit is 2 for the whole server, not 2 per button.
+# Threads PyTorch gives one request ($VQA_MODEL_THREADS). On 2 cores, a request's model work on two
+# threads waits for the server's own threads (the event loop, the event streams) at every parallel
+# step; on one thread it does not, and two requests still use both cores (INFERENCE_CONCURRENCY).
+# bench/bench_app_latency.py measures both (bench/results/app_latency.txt).
+MODEL_THREADS = 1
+# Inference is CPU-bound and the server has 2 cores. Each request's model work runs on one thread
+# (MODEL_THREADS), so two requests at a time use both cores and more would only make each one
+# slower. Two, not one, also means that one long job (a quantization comparison that loads a model,
+# a 5-caption beam search) cannot block every other user's quick /ask. All model events share one
+# concurrency group, so the limit is 2 for the whole server, not 2 per button.
 INFERENCE_CONCURRENCY = 2
 # A bounded queue: with ~0.1-0.5 s per /ask on 2 cores, 16 waiting requests are a few
 # seconds of work. A 17th client gets an immediate "queue is full" instead of waiting
@@ -60,6 +64,15 @@ CSS = """
 .vqa-help { opacity: .8; }
 .vqa-heat img { image-rendering: auto; }
 """
+
+
+def use_model_threads() -> int:
+    """Set how many threads PyTorch gives a request (process-wide; `python app.py` calls it once)."""
+    import torch
+
+    threads = int(os.environ.get("VQA_MODEL_THREADS", MODEL_THREADS))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def launch_kwargs(upload_limiter: UploadLimiter | None = None, **overrides) -> dict:

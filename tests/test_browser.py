@@ -126,3 +126,56 @@ def test_ask_and_attention_in_a_real_browser(chromium, app_url, image_path):
             browser.close()
 
     assert not outside, f"the page tried to reach hosts other than the loopback server: {outside}"
+
+
+@pytest.fixture(scope="module")
+def shipped_app_url(chromium):
+    weights = ROOT / "weights" / "shapes-vlp"
+    if not (weights / "model.safetensors").exists():
+        pytest.skip(f"no shipped weights at {weights}")
+    models = ModelManager(str(weights), offer_hub=False)
+    assert models.preload(), models.load_error
+    page, url = serve(models)
+    yield url
+    page.close()
+
+
+def test_a_photograph_gets_the_amber_notice_and_a_shapes_scene_the_badge(chromium, shipped_app_url, tmp_path):
+    """A visitor's first upload is often a photo: the answers are shown under an amber "outside what this
+    model knows" notice, never the green agreement badge; a generated scene still gets the badge."""
+    import matplotlib.cbook
+    from playwright.sync_api import expect, sync_playwright
+
+    from vqa.data.splits import make_example
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes())
+    scene = tmp_path / "scene.png"
+    make_example("test", 4, 192).image.save(scene)
+    expect.set_options(timeout=30_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
+            page.goto(shipped_app_url, wait_until="domcontentloaded")
+            page.locator("#image input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#image img").first).to_be_visible()
+            page.locator("#question textarea").fill("is there a circle?")
+            page.locator("#ask-button").click()
+            notice = page.locator("#agreement .vqa-outside")
+            expect(notice).to_be_visible()
+            expect(notice).to_contain_text("Outside what this model knows")
+            expect(page.locator("#agreement")).not_to_contain_text("agree")
+            expect(page.locator("#classifier-answer").get_by_test_id("label-output-value")).to_be_visible()  # the answers stay
+            page.screenshot(path=str(ARTIFACTS / "browser_photo.png"), full_page=True)
+
+            page.goto(shipped_app_url, wait_until="domcontentloaded")
+            page.locator("#image input[type=file]").set_input_files(str(scene))
+            expect(page.locator("#image img").first).to_be_visible()
+            page.locator("#question textarea").fill("how many shapes are there?")
+            page.locator("#ask-button").click()
+            expect(page.locator("#agreement .vqa-outside")).to_have_count(0)
+            expect(page.locator("#agreement .vqa-badge")).to_contain_text("agree")
+        finally:
+            browser.close()

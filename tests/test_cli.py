@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, SHIPPED_MODEL
 from vqa.cli import build_parser
 
-ANSWER_FIELDS = {"head", "answer", "score", "candidates", "latency_ms"}
+ANSWER_FIELDS = {"head", "answer", "score", "candidates", "latency_ms", "in_domain", "domain_note"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -54,7 +54,9 @@ def test_cli_ask_and_caption(tiny_model_dir, tmp_path):
     assert set(answer) == ANSWER_FIELDS and answer["head"] == "generative"
     caption = run_cli("caption", image, "--model", str(tiny_model_dir), "--json")
     assert caption.returncode == 0, caption.stderr
-    assert "caption" in json.loads(caption.stdout)
+    assert {"caption", "in_domain", "domain_note"} <= set(json.loads(caption.stdout))
+    outside = json.loads(run_cli("ask", image, "what animal is this?", "--model", str(tiny_model_dir), "--json").stdout)
+    assert outside["classifier"]["in_domain"] is False and "“animal”" in outside["classifier"]["domain_note"]
 
 
 @pytest.mark.slow

@@ -29,7 +29,8 @@ def _load_model(args):
 
 def _answer_record(result) -> dict:
     return {"head": result.head, "answer": result.answer, "score": round(result.score, 4),
-            "candidates": [[a, round(p, 4)] for a, p in result.candidates], "latency_ms": round(result.latency_ms, 1)}
+            "candidates": [[a, round(p, 4)] for a, p in result.candidates], "latency_ms": round(result.latency_ms, 1),
+            "in_domain": result.in_domain, "domain_note": result.domain_note}
 
 
 def _answer_line(result) -> str:
@@ -44,6 +45,8 @@ def _ask(args) -> int:
     results = [result for result in (answers.classifier, answers.generative) if result is not None]
     if not args.json:
         print("\n".join(_answer_line(result) for result in results))
+        if not answers.in_domain:
+            print(f"outside what this model learned: {answers.domain_note}")
     elif args.head == "both":  # one document keyed by head, so the output parses as one JSON value
         print(json.dumps({result.head: _answer_record(result) for result in results}))
     else:
@@ -55,7 +58,8 @@ def _caption(args) -> int:
     model = _load_model(args)
     result = model.caption(args.image, decoding=args.decoding, num_captions=args.num_captions, num_beams=max(args.num_beams, args.num_captions))
     if args.json:
-        print(json.dumps({"caption": result.text, "score": round(result.score, 4), "candidates": [[t, round(p, 4)] for t, p in result.candidates]}))
+        print(json.dumps({"caption": result.text, "score": round(result.score, 4), "candidates": [[t, round(p, 4)] for t, p in result.candidates],
+                          "in_domain": result.in_domain, "domain_note": result.domain_note}))
     else:
         for text, probability in result.candidates:
             print(f"{probability:.3f}  {text}")
@@ -77,6 +81,17 @@ def _export(args) -> int:
     for split in args.splits:
         path = export_jsonl(split, args.out, num_scenes=args.num_scenes, image_size=args.image_size)
         print(path)
+    return 0
+
+
+def _calibrate_domain(args) -> int:
+    import transformers
+
+    from vqa.domain import write_calibration
+
+    transformers.utils.logging.disable_progress_bar()
+    calibration = write_calibration(args.model)
+    print(json.dumps({"image_threshold": round(calibration.image_threshold, 4), **calibration.figures}))
     return 0
 
 
@@ -148,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-scenes", type=int, help="scenes per split (train needs it)")
     p.add_argument("--image-size", type=int, default=96, help="image width and height in pixels (default: %(default)s, the training size)")
     p.set_defaults(run=_export)
+
+    p = sub.add_parser("calibrate-domain", help="measure what an embedded model learned (its pictures and words) and save it in its folder")
+    p.add_argument("--model", default="weights/shapes-vlp", help="the embedded model folder (default: weights/shapes-vlp)")
+    p.set_defaults(run=_calibrate_domain)
 
     p = sub.add_parser("build-tokenizer", help="rebuild vqa/data/tokenizer from bert-base-uncased's vocabulary")
     p.set_defaults(run=_build_tokenizer)

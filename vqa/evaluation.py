@@ -80,12 +80,17 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
             continue
         family = record.get("family", "all")
         per_family[family]["n"] += 1
+        judged = False  # whether this question's in-domain verdict is counted yet
         for head in heads:
             if head not in backbone.capabilities:
                 continue
             try:
                 result = backbone.answer(image, record["question"], head=head)
                 score = answer_accuracy(result.answer, record["answers"])
+                if not judged:
+                    totals["in_domain"] += result.in_domain
+                    counts["in_domain"] += 1
+                    judged = True
             except VQAError:
                 errors += 1
                 score = 0.0
@@ -109,6 +114,9 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
         family: {**{head: round(values[head] / values["n"], 4) for head in heads if head in backbone.capabilities}, "n": int(values["n"])}
         for family, values in sorted(per_family.items())
     }
+    if counts["in_domain"]:
+        # the share of questions the model judged inside what it learned (vqa.domain)
+        result["in_domain_rate"] = round(totals["in_domain"] / counts["in_domain"], 4)
     if counts["pointing"]:
         result["pointing_accuracy"] = round(totals["pointing"] / counts["pointing"], 4)
         result["pointing_questions"] = counts["pointing"]
@@ -135,4 +143,5 @@ def evaluate(backbone: Backbone, split: str = "test", data: str | None = None, n
         report["compositional_generative_accuracy"] = comp.get("generative_accuracy")
         report["compositional_questions"] = comp["questions"]
         report["compositional_families"] = comp["families"]
+        report["compositional_in_domain_rate"] = comp.get("in_domain_rate")
     return report

@@ -21,6 +21,8 @@ class Answer:
     candidates: [(answer, probability), ...] best first.
     head: "classifier" or "generative" (or "rank" for candidate ranking).
     notes: what the image loader did to the picture, in words for the user.
+    in_domain: False when the picture or the question lies outside what the model learned;
+        domain_note then says why, in words a visitor understands.
     """
 
     answer: str
@@ -29,6 +31,8 @@ class Answer:
     head: str
     latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    in_domain: bool = True
+    domain_note: str | None = None
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Answers:
     classifier: Answer | None = None
     generative: Answer | None = None
     notes: list[str] = field(default_factory=list)
+    in_domain: bool = True
+    domain_note: str | None = None
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Caption:
     candidates: list[tuple[str, float]]
     latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    in_domain: bool = True  # as for Answer (the picture only)
+    domain_note: str | None = None
 
 
 @dataclass
@@ -76,6 +84,8 @@ class AttentionMaps:
     text_self: np.ndarray | None = None
     answer: str | None = None
     extra: dict = field(default_factory=dict)
+    in_domain: bool = True  # as for Answer
+    domain_note: str | None = None
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -94,6 +94,7 @@ class TrainConfig:
     cls_grounding_families: tuple[str, ...] = ()
     loss_weights: dict = field(default_factory=lambda: {"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.2, "itm": 0.2, "patch": 0.5, "grounding": 0.2})
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides
+    domain_calibration: dict = field(default_factory=dict)  # vqa.domain.calibrate's scene counts (default: its own)
 
 
 PRESETS = {
@@ -124,6 +125,7 @@ PRESETS = {
     # A few steps on a tiny model: for tests of the training loop itself.
     "smoke": TrainConfig(
         preset="smoke", steps=3, vision_warmup_steps=2, images_per_step=4, questions_per_image=2, itm_images=4, warmup_steps=1, curriculum_steps=1, eval_every=3, eval_scenes=3,
+        domain_calibration={"train_scenes": 20, "val_scenes": 40, "question_scenes": 400},
         model={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 8,
                "vision_layers": 1, "text_layers": 2, "fusion_layer": 1, "decoder_layers": 1, "itc_dim": 16},
     ),
@@ -527,6 +529,10 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
         processor.save_pretrained(out_dir)
         (out_dir / "training_config.json").write_text(json.dumps({**asdict(train_config), **summary}, indent=2))
         log_file.close()
+        # what this model learned, measured on its own training data: the app says when a picture or a question lies outside
+        from vqa.domain import write_calibration
+
+        write_calibration(out_dir, **train_config.domain_calibration)
     return summary
 
 

@@ -101,9 +101,10 @@ class Backbone(ABC):
             start = time.perf_counter()
             result.generative = self._generate_answer(pil, text, top_k=min(top_k, MAX_GENERATED_SEQUENCES), **settings.as_kwargs())
             result.generative.latency_ms = (time.perf_counter() - start) * 1000
+        result.in_domain, result.domain_note = self._domain(pil, text)
         for answer in (result.classifier, result.generative):
             if answer is not None:
-                answer.notes = list(result.notes)
+                answer.notes, answer.in_domain, answer.domain_note = list(result.notes), result.in_domain, result.domain_note
         return result
 
     def caption(
@@ -129,6 +130,7 @@ class Backbone(ABC):
         result = self._caption(pil, num_captions=num_captions, prompt=prompt, **settings.as_kwargs())
         result.latency_ms = (time.perf_counter() - start) * 1000
         result.notes = image_notes(pil)
+        result.in_domain, result.domain_note = self._domain(pil, None)
         return result
 
     def explain(self, image: Any, question: str, answer: str | None = None) -> AttentionMaps:
@@ -137,7 +139,9 @@ class Backbone(ABC):
             raise UnsupportedError(f"{self.name} cannot show attention maps.")
         pil = load_image(image)
         text = clean_question(question)
-        return self._explain(pil, text, answer=answer)
+        maps = self._explain(pil, text, answer=answer)
+        maps.in_domain, maps.domain_note = self._domain(pil, text)
+        return maps
 
     @abstractmethod
     def info(self) -> ModelInfo:
@@ -151,6 +155,11 @@ class Backbone(ABC):
         """Forget every per-image (and per-question) result kept for reuse: the next call pays in full."""
 
     # ----- to implement -------------------------------------------------------------
+    def _domain(self, image, question: str | None) -> tuple[bool, str | None]:
+        """Is the picture (and the question) inside what this model learned: (in domain, why not).
+        A model with no notion of its own domain (the hub models) is always in domain."""
+        return True, None
+
     def _classify(self, image, question: str, top_k: int, candidates: list[str] | None) -> Answer:
         raise UnsupportedError(f"{self.name} has no classifier head.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vqa.backbones.base import Backbone
@@ -11,6 +12,7 @@ from vqa.backbones import frozen_graphs
 from vqa.backbones.decoding import generated_log_likelihood, generation_kwargs, ranked, seeded
 from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
+from vqa.domain import DomainCalibration
 from vqa.errors import ModelLoadError, UnsupportedError
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
 from vqa.model.modeling import ShapesVLPOutput, TransformerLayer
@@ -104,6 +106,8 @@ class EmbeddedBackbone(Backbone):
         # the decoder cross-attends to them): /ask asks both about one (image, question).
         self.fusions = ImageEncodingCache(max_entries=32)
         self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
+        # What the model learned, measured on its training data (vqa.domain); None for a folder without one.
+        self.domain = DomainCalibration.load(path)
 
     # ----- shared steps ---------------------------------------------------------------
     @torch.inference_mode()
@@ -146,7 +150,16 @@ class EmbeddedBackbone(Backbone):
         log_likelihoods = generated_log_likelihood(out, start.shape[1], self.config.sep_token_id)  # (K,)
         return ranked(self.processor.decode(out.sequences), log_likelihoods)
 
+    def patch_states(self, image) -> np.ndarray:
+        """(N, H) the image encoder's patch states for one picture (its [CLS] left out), from the cache."""
+        return self.encode_image(image)[0, 1:].float().numpy()
+
     # ----- Backbone -------------------------------------------------------------------
+    def _domain(self, image, question):
+        if self.domain is None:
+            return True, None
+        return self.domain.check(self.patch_states(image), question)
+
     def _classify(self, image, question, top_k, candidates):
         out, _ = self._fuse(image, question)
         probs = out.answer_logits[0].float().softmax(-1)  # (num_answers,)

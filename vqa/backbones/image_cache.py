@@ -12,18 +12,43 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable
 
 from PIL import Image
 
+# Keys already computed for a picture object: one request asks both heads and the domain check about
+# the same loaded picture, and hashing a 25-megapixel one takes a noticeable fraction of a second.
+# (PIL images cannot be dictionary keys, so the table goes by id and forgets a picture when it is collected.)
+_known_keys: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
+_known_keys_lock = threading.Lock()
+
+
+def _forget(image_id: int) -> None:
+    with _known_keys_lock:
+        _known_keys.pop(image_id, None)
+
 
 def image_key(image: Image.Image, *parts: object) -> str:
-    """Content hash of an image plus anything else the encoding depends on."""
+    """Content hash of an image plus anything else the encoding depends on (computed once per picture object)."""
+    label = f"{image.mode}:{image.size}:{parts}"
+    with _known_keys_lock:
+        entry = _known_keys.get(id(image))
+        known = entry[1].get(label) if entry is not None and entry[0]() is image else None
+    if known is not None:
+        return known
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{image.mode}:{image.size}:{parts}".encode())
+    digest.update(label.encode())
     digest.update(image.tobytes())
-    return digest.hexdigest()
+    key = digest.hexdigest()
+    with _known_keys_lock:
+        entry = _known_keys.get(id(image))
+        if entry is None or entry[0]() is not image:
+            entry = (weakref.ref(image, lambda _, image_id=id(image): _forget(image_id)), {})
+            _known_keys[id(image)] = entry
+        entry[1][label] = key
+    return key
 
 
 class ImageEncodingCache:

@@ -1,0 +1,86 @@
+"""Knowing what it does not know: every result says whether the picture and the question lie inside what
+the model learned, from a calibration saved in the model folder (vqa/domain.py)."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.cbook
+import pytest
+from PIL import Image
+
+import vqa
+from vqa.data.splits import make_example
+from vqa.domain import CALIBRATION_FILE, DomainCalibration
+
+QUESTION = "what color is the circle?"
+
+
+def photograph() -> Image.Image:
+    """A real photograph that a runtime dependency ships (matplotlib's sample of Grace Hopper)."""
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as image:
+        return image.convert("RGB")
+
+
+def test_every_result_type_carries_the_verdict(tiny_model):
+    scene = make_example("test", 0, 64).image
+    both = tiny_model.ask(scene, QUESTION)
+    results = [both, both.classifier, both.generative, tiny_model.caption(scene), tiny_model.explain(scene, QUESTION)]
+    for result in results:
+        assert isinstance(result.in_domain, bool) and (result.domain_note is None) == result.in_domain
+
+
+def test_training_saves_a_calibration_that_the_model_reads_back(tiny_model_dir, tiny_model):
+    saved = json.loads((tiny_model_dir / CALIBRATION_FILE).read_text())
+    assert saved["image_threshold"] > 0 and {"what", "color", "circle", "how", "many"} <= set(saved["known_words"])
+    assert tiny_model.domain.image_threshold == pytest.approx(saved["image_threshold"])
+
+
+def test_the_verdict_follows_the_saved_threshold_not_a_constant(tiny_model_dir, tmp_path):
+    """The same scene and question, judged by a copy of the model whose saved threshold is 0: now outside."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    calibration = DomainCalibration.load(copy)
+    scene = make_example("test", 1, 64).image
+    assert vqa.load(copy).ask(scene, QUESTION).in_domain
+    calibration.image_threshold = 0.0
+    calibration.save(copy)
+    strict = vqa.load(copy).ask(scene, QUESTION)
+    assert not strict.in_domain and "does not look like" in strict.domain_note
+
+
+def test_a_question_with_words_never_taught_is_flagged_and_says_which(tiny_model):
+    scene = make_example("test", 2, 64).image
+    result = tiny_model.ask(scene, "what animal is this?")
+    assert not result.in_domain and "“animal”" in result.domain_note and "“this”" in result.domain_note
+    assert result.classifier.answer  # the answers stay: a model failing outside its world is itself a lesson
+
+
+def test_a_model_folder_without_a_calibration_is_in_domain(tiny_model_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "uncalibrated"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / CALIBRATION_FILE).unlink()
+    assert vqa.load(copy).ask(photograph(), "what animal is this?").in_domain
+
+
+@pytest.mark.slow
+def test_the_shipped_model_flags_a_photograph_and_keeps_its_own_scenes(shipped_model):
+    photo = shipped_model.ask(photograph(), "is there a circle?")  # words it knows: the picture decides
+    assert not photo.in_domain and "photograph" in photo.domain_note
+    verdicts = [shipped_model.ask(ex.image, q.text).in_domain for ex in (make_example("test", i, 96) for i in range(20)) for q in ex.questions]
+    assert sum(verdicts) / len(verdicts) >= 0.98
+
+
+def test_hub_backbones_are_in_domain(tmp_path):
+    """A hub model has no notion of its own domain: in domain, no note."""
+    from hub_fixtures import make_blip
+
+    from vqa.backbones.hub import load_hub_backbone
+
+    backbone = load_hub_backbone(str(make_blip(tmp_path / "blip", task="vqa")))
+    result = backbone.ask(photograph(), "what animal is this?")
+    assert result.in_domain and result.domain_note is None
