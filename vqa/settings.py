@@ -70,7 +70,8 @@ class ChoiceSetting:
 
 
 def _plain(number: float) -> str:
-    return f"{number:g}"
+    """A bound as people write it: 8, 0.05, 4294967295 (never rounded, as 4.29497e+09 would be)."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _shown(value) -> str:
