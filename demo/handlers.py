@@ -207,12 +207,10 @@ def _choice(value: Any, choices: list[tuple[str, str]], default: str) -> str:
 
 def check_view(maps: vqa.AttentionMaps, layer: Any, head: Any, method: Any) -> None:
     """InputError unless layer, head and method are among the menus' choices for these maps."""
-    method_ok = isinstance(method, str) and method in ATTENTION_METHOD.choices
     for value, choices, what in ((layer, layer_choices(maps), "layer"), (head, head_choices(maps), "head")):
         if not isinstance(value, str) or value not in {v for _, v in choices}:
             raise vqa.InputError(f"Choose the {what} from its menu: {', '.join(v for _, v in choices)}.")
-    if not method_ok:
-        ATTENTION_METHOD.check(method)
+    ATTENTION_METHOD.check(method)
 
 
 def display_copy(image: Image.Image) -> Image.Image:
