@@ -461,13 +461,38 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.min_learning_rate + 0.5 * (tc.learning_rate - tc.min_learning_rate) * (1 + math.cos(math.pi * progress))
 
 
-def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtype = torch.float16, progress: bool = True) -> dict:
-    """Train, validate every `eval_every` steps, save model + processor + logs to `out_dir`."""
+class TrainingObjectives(torch.nn.Module):
+    """The model and its losses in one forward pass.
+
+    With several processes the prepared (DistributedDataParallel) module is this one, so the losses are
+    computed inside its forward and every gradient they produce is averaged across the processes; computed
+    on the bare model, each process would train a model of its own."""
+
+    def __init__(self, model: ShapesVLPForVQA, train_config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.train_config = train_config
+
+    def forward(self, batch: dict, perceiving: bool) -> dict[str, torch.Tensor]:
+        if perceiving:
+            return perception_losses(self.model, batch, self.train_config)
+        return compute_losses(self.model, batch, self.train_config)
+
+
+def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtype = torch.float16, progress: bool = True,
+          replica_file: str | Path | None = None) -> dict:
+    """Train, validate every `eval_every` steps, save model + processor + logs to `out_dir`.
+    replica_file: a path with "{rank}" in it where every process saves its own copy of the trained parameters,
+    to check that distributed training kept the copies identical."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
 
-    accelerator = Accelerator()
+    # The perception phase trains the vision tower alone, and objectives weighted 0 are skipped: some
+    # parameters get no gradient in a step, which DistributedDataParallel must be told to expect.
+    # cpu=True where there is no GPU: accelerate then runs several processes (torchrun) over gloo instead of
+    # leaving each one alone.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(train_config.seed)
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
     model = build_model(train_config, tokenizer)
@@ -479,7 +504,8 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
         lr=train_config.learning_rate, betas=(0.9, 0.98),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, train_config) / train_config.learning_rate)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    objectives, optimizer, scheduler = accelerator.prepare(TrainingObjectives(model, train_config), optimizer, scheduler)
+    inner = accelerator.unwrap_model(objectives).model  # the model itself: validation and saving read it
     batches = BatchMaker(processor, train_config, accelerator.process_index, accelerator.num_processes)
 
     out_dir = Path(out_dir)
@@ -489,18 +515,15 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
     start = time.time()
     total_steps = train_config.vision_warmup_steps + train_config.steps
     bar = tqdm(range(total_steps), disable=not (progress and accelerator.is_main_process), desc=f"train[{train_config.preset}]")
-    model.train()
+    objectives.train()
     running: dict[str, float] = {}
     for step in bar:
         perceiving = step < train_config.vision_warmup_steps
         joint_step = step - train_config.vision_warmup_steps
-        inner = accelerator.unwrap_model(model) if accelerator.num_processes == 1 else model.module
-        if perceiving:
-            losses = perception_losses(inner, to_device(batches.perception_batch(step), accelerator.device), train_config)
-        else:
-            losses = compute_losses(inner, to_device(batches(joint_step), accelerator.device), train_config)
+        batch = batches.perception_batch(step) if perceiving else batches(joint_step)
+        losses = objectives(to_device(batch, accelerator.device), perceiving)
         accelerator.backward(losses["total"])
-        accelerator.clip_grad_norm_(model.parameters(), train_config.max_grad_norm)
+        accelerator.clip_grad_norm_(objectives.parameters(), train_config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -519,12 +542,14 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
             bar.write(json.dumps(record))
             # a loadable snapshot at every evaluation: inspect a long run while it trains
             snapshot = out_dir / "checkpoint"
-            accelerator.unwrap_model(model).save_pretrained(snapshot)
+            inner.save_pretrained(snapshot)
             processor.save_pretrained(snapshot)
     accelerator.wait_for_everyone()
     summary = {"train_minutes": round((time.time() - start) / 60, 2), "total_steps": total_steps}
+    if replica_file is not None:
+        torch.save({name: p.detach().cpu() for name, p in inner.named_parameters()}, str(replica_file).format(rank=accelerator.process_index))
     if accelerator.is_main_process:
-        final = accelerator.unwrap_model(model)
+        final = inner
         final.to(save_dtype).save_pretrained(out_dir)
         processor.save_pretrained(out_dir)
         (out_dir / "training_config.json").write_text(json.dumps({**asdict(train_config), **summary}, indent=2))
