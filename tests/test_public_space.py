@@ -34,7 +34,6 @@ from live_server import (
     call,
     fn_indices,
     free_port,
-    rss_bytes,
     same_answer,
     serve,
     start_app,
