@@ -111,6 +111,11 @@ def same_answer(a: str, b: str) -> bool:
     return " ".join(a.lower().split()) == " ".join(b.lower().split())
 
 
+def head_notes(answer, answers) -> list[str]:
+    """The notes one head added to its answer, beyond those about the picture that every head shares."""
+    return [note for note in (answer.notes if answer else []) if note not in answers.notes]
+
+
 def agreement_badge(classifier: vqa.Answer | None, generative: vqa.Answer | None) -> str:
     """A coloured line saying whether the two heads gave the same answer."""
     if classifier is None or generative is None:
@@ -320,6 +325,9 @@ class Handlers:
             generative_note = f"{model.name} has no generative head."
         for note in answers.notes:  # e.g. "Animated image: the first frame was used."
             classifier_note += f"  \n{note}"
+        # what a head says about how it answered, e.g. a dual encoder scoring answers as statements
+        classifier_note += "".join(f"  \n{note}" for note in head_notes(classifier, answers))
+        generative_note += "".join(f"  \n{note}" for note in head_notes(generative, answers))
         badge = agreement_badge(classifier, generative) if answers.in_domain else domain_notice(answers.domain_note)
         return label_value(classifier), label_value(generative), badge, classifier_note, generative_note
 

@@ -49,7 +49,7 @@ def test_the_greedy_answer_and_its_probability_match_a_step_by_step_decode(tiny_
         sequence, probability = [config.answer_start_token_id], 1.0
         for _ in range(budget):
             logits = model.text_decoder(
-                input_ids=torch.tensor([sequence]), encoder_hidden_states=fused.question_embeds, encoder_attention_mask=q["attention_mask"]
+                input_ids=torch.tensor([sequence]), encoder_hidden_states=fused.text_states, encoder_attention_mask=q["attention_mask"]
             ).logits[0, -1]  # (vocab,)
             token = int(logits.argmax())
             probability *= float(logits.softmax(-1)[token])

@@ -1,4 +1,5 @@
-"""The embedded model's architecture: head shapes, fusion layer, attention outputs, save/load."""
+"""The shipped architecture (cross-attention fusion): head shapes, fusion layer, attention outputs, save/load.
+Every other fusion kind is tested in test_architectures.py."""
 
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ def test_every_head_has_the_documented_shape(inputs):
     assert out.answer_logits.shape == (2, len(ANSWERS))
     assert out.itm_logits.shape == (2, 2)
     assert out.image_embeds.shape == (2, 1 + n, config.hidden_size)
-    assert out.question_embeds.shape == (2, 6, config.hidden_size)
+    assert out.text_states.shape == (2, 6, config.hidden_size)
     assert len(out.vision_attentions) == config.vision_layers
     assert out.vision_attentions[0].shape == (2, config.num_attention_heads, 1 + n, 1 + n)
-    assert len(out.text_attentions) == config.text_layers
-    assert out.cross_attentions[0].shape == (2, config.num_attention_heads, 6, 1 + n)
-    torch.testing.assert_close(out.cross_attentions[0].sum(-1), torch.ones(2, config.num_attention_heads, 6))
+    assert len(out.text_self_attentions) == len(config.fused_layers)
+    assert out.text_to_image[0].shape == (2, config.num_attention_heads, 6, 1 + n)
+    torch.testing.assert_close(out.text_to_image[0].sum(-1), torch.ones(2, config.num_attention_heads, 6))
     similarity = model.image_text_similarity(out.image_embeds, ids, mask)
     assert similarity.shape == (2, 2)
     decoded = model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=out.image_embeds, output_attentions=True)
@@ -67,9 +68,9 @@ def test_questions_sharing_an_image_match_one_copy_per_question(inputs, output_a
         shared = model(input_ids=ids, attention_mask=mask, image_embeds=image_embeds, image_index=image_index, output_attentions=output_attentions)
         copied = model(input_ids=ids, attention_mask=mask, image_embeds=image_embeds[image_index], output_attentions=output_attentions)
     torch.testing.assert_close(shared.answer_logits, copied.answer_logits)
-    torch.testing.assert_close(shared.question_embeds, copied.question_embeds)
+    torch.testing.assert_close(shared.text_states, copied.text_states)
     if output_attentions:
-        torch.testing.assert_close(shared.cross_attentions[0], copied.cross_attentions[0])
+        torch.testing.assert_close(shared.text_to_image[0], copied.text_to_image[0])
 
 
 def test_fused_projections_give_the_same_outputs(inputs):
@@ -85,18 +86,18 @@ def test_fused_projections_give_the_same_outputs(inputs):
         after = model(*inputs, output_attentions=True)
     assert not any(name.endswith(".key") for name, _ in model.named_modules())
     torch.testing.assert_close(after.answer_logits, before.answer_logits)
-    torch.testing.assert_close(after.cross_attentions[0], before.cross_attentions[0])
-    torch.testing.assert_close(after.text_attentions[0], before.text_attentions[0])
+    torch.testing.assert_close(after.text_to_image[0], before.text_to_image[0])
+    torch.testing.assert_close(after.text_self_attentions[0], before.text_self_attentions[0])
 
 
 @pytest.mark.parametrize("fusion_layer", [0, 1, 2])
 def test_fusion_layer_decides_which_layers_cross_attend(inputs, fusion_layer):
     config = tiny_config(fusion_layer=fusion_layer)
     model = ShapesVLPForVQA(config).eval()
-    has_cross = [layer.cross_attention is not None for layer in model.text_encoder.layers]
+    has_cross = [layer.cross_attention is not None for layer in model.fusion.layers]
     assert has_cross == [i >= fusion_layer for i in range(config.text_layers)]
     out = model(*inputs, output_attentions=True)
-    assert len(out.cross_attentions) == config.text_layers - fusion_layer
+    assert len(out.text_to_image) == config.text_layers - fusion_layer
     # the image reaches the answer only through those layers: changing it changes the answer logits
     pixels, ids, mask = inputs
     assert not torch.allclose(out.answer_logits, model(pixels.flip(-1), ids, mask).answer_logits)
@@ -140,7 +141,7 @@ def test_save_and_load_round_trip_uses_safetensors(tmp_path, inputs):
 
 def test_decoder_generates_with_transformers_generate(inputs):
     model = ShapesVLPForVQA(tiny_config()).eval()
-    states = model(*inputs).question_embeds
+    states = model(*inputs).text_states
     start = torch.full((2, 1), model.config.answer_start_token_id)
     for kwargs in ({"do_sample": False}, {"do_sample": False, "num_beams": 3}, {"do_sample": True, "top_p": 0.9}):
         out = model.text_decoder.generate(input_ids=start, encoder_hidden_states=states, encoder_attention_mask=inputs[2],

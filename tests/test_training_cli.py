@@ -25,7 +25,7 @@ def test_the_perception_phase_trains_only_the_vision_tower_and_patch_head():
 
     config = preset("smoke")
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
-    model = build_model(config, tokenizer)
+    model = build_model(config)
     batches = BatchMaker(ShapesVLPProcessor.for_config(model.config, tokenizer), config)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -55,7 +55,7 @@ def test_question_words_naming_an_object_look_at_it():
 
     config = preset("smoke")
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
-    model = build_model(config, tokenizer)
+    model = build_model(config)
     processor = ShapesVLPProcessor.for_config(model.config, tokenizer)
     batches = BatchMaker(processor, config)
     examples = [make_example("train", i, image_size=model.config.image_size) for i in range(50)]
@@ -85,7 +85,7 @@ def _smoke_batches(**overrides):
 
     config = preset("smoke", **overrides)
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
-    model = build_model(config, tokenizer)
+    model = build_model(config)
     processor = ShapesVLPProcessor.for_config(model.config, tokenizer)
     return config, model, processor, BatchMaker(processor, config)
 
@@ -117,9 +117,9 @@ def test_cls_grounding_points_an_existence_question_at_what_it_names():
 
 def test_objectives_weighted_zero_are_not_computed():
     """The quick preset drops ITM and ITC: a zero weight skips them (no ITM loss, no gradient to the ITM head)."""
-    from vqa.training import compute_losses, preset
+    from vqa.training import compute_losses, loss_weights, preset
 
-    weights = {**preset("smoke").loss_weights, "itm": 0.0, "itc": 0.0}
+    weights = {**loss_weights(preset("smoke")), "itm": 0.0, "itc": 0.0}
     config, model, processor, batches = _smoke_batches(loss_weights=weights)
     losses = compute_losses(model, batches(0), config)
     assert "itm" not in losses and "itc" not in losses and {"classifier", "generative", "caption", "grounding"} <= set(losses)

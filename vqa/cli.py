@@ -11,6 +11,17 @@ def _train(args) -> int:
     from vqa.training import preset, train
 
     config = preset(args.preset, steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step)
+    if args.architecture:
+        from dataclasses import replace
+
+        from vqa.model import load_architecture
+
+        # Another architecture trains with its own objectives and its own layers (the preset keeps only its
+        # sizes); without a patch head it has no perception phase.
+        heads = load_architecture(args.architecture)["heads"]
+        sizes = {k: v for k, v in config.model.items() if k not in ("vision_layers", "text_layers", "fusion_layer", "decoder_layers")}
+        config = replace(config, architecture=args.architecture, loss_weights=None, model=sizes,
+                         vision_warmup_steps=config.vision_warmup_steps if "patch" in heads else 0)
     summary = train(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary))
     return 0
@@ -117,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the embedded model on generated shapes-world data")
     p.add_argument("--preset", default="full", choices=["full", "quick", "smoke"], help="full: the shipped model (<= 60 min on 2 CPU cores); quick: a classroom model in <= 10 min")
     p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--architecture", help="train this architecture (see vqa.model.list_architectures()) with its own objectives, on the preset's schedule")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--seed", type=int, help="override the preset's seed")
     p.add_argument("--lr", type=float, help="override the preset's peak learning rate")

@@ -104,7 +104,8 @@ class Backbone(ABC):
         result.in_domain, result.domain_note = self._domain(pil, text)
         for answer in (result.classifier, result.generative):
             if answer is not None:
-                answer.notes, answer.in_domain, answer.domain_note = list(result.notes), result.in_domain, result.domain_note
+                # the image loader's notes first, then what the head says about how it answered
+                answer.notes, answer.in_domain, answer.domain_note = list(result.notes) + answer.notes, result.in_domain, result.domain_note
         return result
 
     def caption(

@@ -14,24 +14,12 @@ from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
 from vqa.domain import DomainCalibration
 from vqa.errors import ModelLoadError, UnsupportedError
-from vqa.model import ShapesVLPConfig, ShapesVLPForVQA
-from vqa.model.modeling import ShapesVLPOutput, TransformerLayer
+from vqa.model import ShapesVLPConfig, ShapesVLPForVQA, ShapesVLPOutput
+from vqa.model.description import describe, describe_attention
 from vqa.model.processing import ShapesVLPProcessor
-from vqa.quantization import (
-    SCHEME_LABELS,
-    bnb_config,
-    dynamic_int8,
-    model_bytes,
-    normalise_scheme,
-    require_available,
-    static_int8_convolutions,
-)
+from vqa.quantization import SCHEME_LABELS, bnb_config, model_bytes, normalise_scheme, require_available
 from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
 
-# The layers that write the final scores (answer vocabulary, ITM, token vocabulary): the
-# bitsandbytes schemes keep them in full precision so that their rounding error does not
-# land directly on the answer probabilities. (PyTorch dynamic int8 quantizes them too.)
-FULL_PRECISION_MODULES = ["vqa_head", "itm_head", "lm_head"]
 NF4_BLOCK_SIZE = 64
 # Generated scenes that calibrate the int8 convolutions' activation ranges.
 CALIBRATION_IMAGES = 16
@@ -54,9 +42,12 @@ def load_embedded_model(path: Path, quantize: str | None) -> ShapesVLPForVQA:
     if not (path / "model.safetensors").exists():
         raise ModelLoadError(f"{path} has no model.safetensors (only safetensors weights are loaded).")
     if quantize in ("bnb-int8", "bnb-nf4"):
-        skip = list(FULL_PRECISION_MODULES)
+        # The layers that write the final scores stay in full precision, so that their rounding error does
+        # not land directly on the answer probabilities. (PyTorch dynamic int8 quantizes them too.)
+        config = ShapesVLPConfig.from_pretrained(path)
+        skip = ShapesVLPForVQA.full_precision_modules(config)
         if quantize == "bnb-nf4":
-            skip += nf4_incompatible_modules(ShapesVLPConfig.from_pretrained(path))
+            skip += nf4_incompatible_modules(config)
         model = ShapesVLPForVQA.from_pretrained(path, dtype=torch.float32, use_safetensors=True, quantization_config=bnb_config(quantize, skip))
     else:
         model = ShapesVLPForVQA.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
@@ -65,21 +56,24 @@ def load_embedded_model(path: Path, quantize: str | None) -> ShapesVLPForVQA:
 
 
 def quantize_int8(model: ShapesVLPForVQA, processor: ShapesVLPProcessor) -> None:
-    """The "int8" scheme for this model, in place: dynamic int8 for every linear layer, and static
-    int8 for the convolutional stem, which dynamic quantization leaves in fp32 although it is about
-    half the work of encoding an image. Its activation ranges are calibrated on generated training
-    scenes (the data the model was trained on), the same ones every time. Before quantizing, each
-    attention layer's projections that read the same input are merged into one linear layer."""
+    """The "int8" scheme for this model, in place (`ShapesVLPForVQA.quantize_int8_` says what it does). The
+    image embedder's activation ranges are calibrated on generated training scenes (the data the model was
+    trained on), the same ones every time."""
     images = [make_example("train", index, image_size=model.config.image_size).image for index in range(CALIBRATION_IMAGES)]
     batches = [processor.images(images[i : i + 8]) for i in range(0, len(images), 8)]  # (8, C, S, S) each
-    stem = model.vision_model.stem
-    stem.layers = static_int8_convolutions(stem.layers, batches)
-    for layer in model.modules():
-        if isinstance(layer, TransformerLayer):  # fewer, larger int8 matrix multiplies
-            layer.self_attention.fuse_projections(cross_attention=False)
-            if layer.cross_attention is not None:
-                layer.cross_attention.fuse_projections(cross_attention=True)
-    dynamic_int8(model)
+    model.quantize_int8_(batches)
+
+
+def capabilities_of(config: ShapesVLPConfig) -> frozenset[str]:
+    """What a model of this architecture can be asked, from the heads its config gives it."""
+    can = {"explain"}
+    if "classifier" in config.heads or config.fusion == "none":  # a dual encoder scores answers as statements
+        can.add("classifier")
+    if "lm" in config.heads:
+        can |= {"generative", "caption"}
+    if "itm" in config.heads:
+        can.add("itm")
+    return frozenset(can)
 
 
 class EmbeddedBackbone(Backbone):
@@ -93,6 +87,7 @@ class EmbeddedBackbone(Backbone):
         super().__init__(name=path.name, quantization=quantize)
         self.path = path
         self.config = ShapesVLPConfig.from_pretrained(path)
+        self.capabilities = capabilities_of(self.config)
         # Counted before quantizing: packed int8 / 4-bit weights are no longer plain parameters.
         self.num_parameters = sum(p.numel() for p in model_skeleton(self.config).parameters())
         self.model = load_embedded_model(path, quantize)
@@ -114,21 +109,21 @@ class EmbeddedBackbone(Backbone):
     def encode_image(self, image, key: str | None = None) -> torch.Tensor:
         """(1, 1+N, H) image embeddings, computed once per distinct image. `key`: the image's
         `image_key` when the caller already hashed it."""
-        encode = self.graphs.encode_image if self.graphs else (lambda pixels: self.model.encode_image(pixels)[0])
+        encode = self.graphs.encode_image if self.graphs else (lambda pixels: self.model.encode_image(pixels)[0])  # (1, 1+N, H)
         return self.encodings.get_or_compute(key or image_key(image, self.quantization), lambda: encode(self.processor.images([image])))
 
     @torch.inference_mode()
-    def _fuse(self, image, question: str, output_attentions: bool = False):
-        """The text encoder's pass over the question with the image: (model output, tokenized question).
+    def _fuse(self, image, question: str, output_attentions: bool = False) -> tuple[ShapesVLPOutput, dict]:
+        """The model's pass over the question with the image: (model output, tokenized question).
         Without attention weights the result is cached per (image, question)."""
         key = image_key(image, self.quantization)  # hashed once for both caches
 
         def fuse():
             image_embeds = self.encode_image(image, key)
             q = self.processor.text([question])
-            if self.graphs and not output_attentions:
-                answer_logits, question_embeds = self.graphs.fuse(q["input_ids"], q["attention_mask"], image_embeds)
-                return ShapesVLPOutput(answer_logits=answer_logits, question_embeds=question_embeds, image_embeds=image_embeds), q
+            if self.graphs and self.graphs.answer and not output_attentions:
+                answer_logits, text_states = self.graphs.answer(q["input_ids"], q["attention_mask"], image_embeds)
+                return ShapesVLPOutput(answer_logits=answer_logits, text_states=text_states, image_states=image_embeds, image_embeds=image_embeds), q
             out = self.model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, output_attentions=output_attentions)
             return out, q
 
@@ -137,17 +132,17 @@ class EmbeddedBackbone(Backbone):
         return self.fusions.get_or_compute(f"{key}:{question}", fuse)
 
     @torch.inference_mode()
-    def _generate(self, start: torch.Tensor, encoder_states, encoder_mask, decoding: str, num_beams: int, top_p: float,
+    def _generate(self, prompt: dict, decoding: str, num_beams: int, top_p: float,
                   temperature: float, max_new_tokens: int, num_return: int, seed: int | None) -> list[tuple[str, float]]:
-        """Decode from `start` (1, P) and return [(text, probability)], best first. The probability of a
-        sequence (start tokens excluded, [SEP] included) is read off generate's raw logits."""
+        """Decode from `prompt` (the text decoder's inputs: `input_ids` (1, P) and what it cross-attends to) and
+        return [(text, probability)], best first. The probability of a sequence (prompt excluded, [SEP]
+        included) is read off generate's raw logits."""
         settings = generation_kwargs(decoding, num_beams, top_p, temperature, max_new_tokens, num_return)
         with seeded(seed if decoding == "nucleus" else None):
             out = self.model.text_decoder.generate(
-                input_ids=start, encoder_hidden_states=encoder_states, encoder_attention_mask=encoder_mask,
-                eos_token_id=self.config.sep_token_id, pad_token_id=self.config.pad_token_id, **settings,
+                **prompt, eos_token_id=self.config.sep_token_id, pad_token_id=self.config.pad_token_id, **settings,
             )
-        log_likelihoods = generated_log_likelihood(out, start.shape[1], self.config.sep_token_id)  # (K,)
+        log_likelihoods = generated_log_likelihood(out, prompt["input_ids"].shape[1], self.config.sep_token_id)  # (K,)
         return ranked(self.processor.decode(out.sequences), log_likelihoods)
 
     def patch_states(self, image) -> np.ndarray:
@@ -160,9 +155,21 @@ class EmbeddedBackbone(Backbone):
             return True, None
         return self.domain.check(self.patch_states(image), question)
 
+    @torch.inference_mode()
+    def _statement_logits(self, image, question: str) -> torch.Tensor:
+        """(num_answers,) for a dual encoder: the image against each answer written after the question as one
+        statement ("what color is the square? red"), as contrastive similarities."""
+        statements = self.processor.text([f"{question} {label}" for label in self.labels])
+        text = self.model.text_embedding(statements["input_ids"], statements["attention_mask"])  # (A, itc_dim)
+        image_vec = self.model.image_embedding(self.encode_image(image))  # (1, itc_dim)
+        return self.model.logit_scale.exp().clamp(max=100) * (image_vec @ text.T)[0]
+
     def _classify(self, image, question, top_k, candidates):
-        out, _ = self._fuse(image, question)
-        probs = out.answer_logits[0].float().softmax(-1)  # (num_answers,)
+        if self.config.fusion == "none":
+            logits = self._statement_logits(image, question)
+        else:
+            logits = self._fuse(image, question)[0].answer_logits[0]
+        probs = logits.float().softmax(-1)  # (num_answers,)
         ranked = [(self.labels[i], float(probs[i])) for i in probs.argsort(descending=True).tolist()]
         if candidates:
             allowed = {c.strip().lower() for c in candidates}
@@ -173,13 +180,20 @@ class EmbeddedBackbone(Backbone):
             total = sum(p for _, p in ranked) or 1.0
             ranked = [(a, p / total) for a, p in ranked]
         ranked = ranked[:top_k]
-        return Answer(answer=ranked[0][0], score=ranked[0][1], candidates=ranked, head="classifier")
+        answer = Answer(answer=ranked[0][0], score=ranked[0][1], candidates=ranked, head="classifier")
+        if self.config.fusion == "none":
+            answer.notes.append(
+                "A dual encoder has no classifier: each answer in the vocabulary was written after the question as a "
+                "statement and scored against the picture by contrastive similarity."
+            )
+        return answer
 
     def _generate_answer(self, image, question, decoding, num_beams, top_p, temperature, max_new_tokens, top_k, seed):
         out, q = self._fuse(image, question)
-        start = torch.tensor([[self.config.answer_start_token_id]])
+        prompt = self.model.answer_decoder_inputs(q["input_ids"], q["attention_mask"], out.text_states, out.image_states)
         num_return = 1 if decoding == "greedy" else min(top_k, num_beams) if decoding == "beam" else top_k
-        ranked = self._generate(start, out.question_embeds, q["attention_mask"], decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed)
+        max_new_tokens = min(max_new_tokens, self.config.max_text_length - prompt["input_ids"].shape[1])
+        ranked = self._generate(prompt, decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed)
         return Answer(answer=ranked[0][0], score=ranked[0][1], candidates=ranked[:top_k], head="generative")
 
     def _caption(self, image, decoding, num_captions, num_beams, top_p, temperature, max_new_tokens, prompt, seed):
@@ -190,35 +204,35 @@ class EmbeddedBackbone(Backbone):
         start = torch.tensor([start_ids])
         max_new_tokens = min(max_new_tokens, self.config.max_text_length - len(start_ids))
         num_return = 1 if decoding == "greedy" else num_captions
-        ranked = self._generate(start, image_embeds, None, decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed)
+        prompt = {"input_ids": start, "encoder_hidden_states": image_embeds}
+        ranked = self._generate(prompt, decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed)
         return Caption(text=ranked[0][0], score=ranked[0][1], candidates=ranked[:num_captions])
 
     @torch.inference_mode()
     def _explain(self, image, question, answer=None):
         out, q = self._fuse(image, question, output_attentions=True)
         grid = self.config.grid_size
-        cross = torch.stack(out.cross_attentions)[:, 0]  # (fused layers, heads, T, 1+N)
-        patches = cross[..., 1:]  # drop the image [CLS] column: it has no place on the image
+        to_image = torch.stack(out.text_to_image)[:, 0]  # (layers, heads, T, 1+N)
+        patches = to_image[..., 1:]  # drop the image [CLS] column: it has no place on the image
         patches = patches / patches.sum(-1, keepdim=True).clamp_min(1e-9)  # rows sum to 1 over the grid again
         maps = patches.reshape(*patches.shape[:-1], grid, grid)  # (L, heads, T, grid, grid)
-        fused = self.config.fused_layers
-        text_self = torch.stack([out.text_attentions[i] for i in fused])[:, 0]  # (L, heads, T, T)
+        layers = self.config.fused_layers or [self.config.text_layers - 1]  # a dual encoder's map is read off its last layer
+        text_self = None if out.text_self_attentions is None else torch.stack(out.text_self_attentions)[:, 0]  # (L, heads, T, T)
         tokens = self.processor.tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())
-        probs = out.answer_logits[0].softmax(-1)
-        predicted = self.labels[int(probs.argmax())]
+        if answer is None:
+            head = "classifier" if "classifier" in self.capabilities else "generative"
+            answer = self._classify(image, question, 1, None).answer if head == "classifier" else self._generate_answer(
+                image, question, "greedy", 1, 1.0, 1.0, 8, 1, None).answer
         return AttentionMaps(
             cross=maps.float().numpy(),
             tokens=tokens,
-            layers=fused,
+            layers=layers,
             image_size=image.size,
-            kind="cross-attention",
-            note=(
-                f"Cross-attention of the text encoder's fusion layers ({', '.join(map(str, fused))}) from each question token "
-                f"onto the {grid}×{grid} image patches; the image [CLS] column is left out and rows renormalised."
-            ),
-            text_self=text_self.float().numpy(),
-            answer=answer or predicted,
-            extra={"cls_cross_with_image_cls": cross[..., 0].float().numpy()},
+            kind=self.model.attention_kind,
+            note=describe_attention(self.config),
+            text_self=None if text_self is None else text_self.float().numpy(),
+            answer=answer,
+            extra={"cls_cross_with_image_cls": to_image[..., 0].float().numpy()},
         )
 
     def quantization_notes(self) -> list[str]:
@@ -230,7 +244,7 @@ class EmbeddedBackbone(Backbone):
                 "into one); the convolutional stem uses static int8 calibrated on "
                 f"{CALIBRATION_IMAGES} generated training scenes (its GELUs and the layer norms stay in fp32)."
             ]
-        return [f"Kept in full precision by bitsandbytes: {', '.join(FULL_PRECISION_MODULES)}."]
+        return [f"Kept in full precision by bitsandbytes: {', '.join(ShapesVLPForVQA.full_precision_modules(self.config))}."]
 
     def clear_caches(self) -> None:
         self.encodings.clear()
@@ -246,13 +260,7 @@ class EmbeddedBackbone(Backbone):
         c = self.config
         disk = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
         facts = {
-            "Architecture": "BLIP-style mixture of encoder-decoder: a vision transformer, a text encoder fused with the image by cross-attention, and a text decoder",
-            "Image input": f"{c.image_size}×{c.image_size} pixels, cut into a {c.grid_size}×{c.grid_size} grid of {c.patch_size}×{c.patch_size} patches by a convolutional stem",
-            "Vision encoder": f"{c.vision_layers} transformer layers",
-            "Text encoder": f"{c.text_layers} layers; layers {c.fusion_layer}–{c.text_layers - 1} look at the image (cross-attention), layers below read the question alone",
-            "Fusion layer": f"{c.fusion_layer} ({'early' if c.fusion_layer == 0 else 'mid'} fusion)",
-            "Text decoder": f"{c.decoder_layers} causal layers that write answers and captions",
-            "Hidden size / heads": f"{c.hidden_size} / {c.num_attention_heads} attention heads",
+            **describe(c),
             "Answer vocabulary (classifier head)": f"{len(self.labels)} answers",
             "Parameters": f"{self.num_parameters / 1e6:.1f} million",
             "Size on disk": f"{disk / 1e6:.1f} MB",

@@ -23,7 +23,8 @@ So this module uses them while the pinned PyTorch has them. If tracing fails (a 
 TorchScript, a model it cannot trace), `build` returns None and the backbone runs the eager model,
 which gives the same answers.
 
-Only the paths without attention weights are traced. `explain()`, generation and training run the
+The model names its own hot paths (`ShapesVLPForVQA.traceable_paths`). Only the paths without attention
+weights are traced. `explain()`, generation and training run the
 eager model.
 """
 
@@ -34,7 +35,6 @@ import warnings
 
 import torch
 from PIL import Image
-from torch import nn
 
 from vqa.model import ShapesVLPForVQA
 from vqa.model.processing import ShapesVLPProcessor
@@ -42,49 +42,29 @@ from vqa.model.processing import ShapesVLPProcessor
 logger = logging.getLogger(__name__)
 
 
-# The wrappers hold only the submodules a path runs: tracing inspects every attribute of every
-# submodule, and the text decoder's PreTrainedModel properties would log deprecation notices.
-class _ImageEncoder(nn.Module):
-    def __init__(self, model: ShapesVLPForVQA):
-        super().__init__()
-        self.vision_model = model.vision_model
-
-    def forward(self, pixel_values):
-        return self.vision_model(pixel_values)[0]  # (B, 1+N, H)
-
-
-class _QuestionFuser(nn.Module):
-    """What ShapesVLPForVQA.forward computes for the classifier head, given the image embeddings."""
-
-    def __init__(self, model: ShapesVLPForVQA):
-        super().__init__()
-        self.text_encoder = model.text_encoder
-        self.vqa_head = model.vqa_head
-
-    def forward(self, input_ids, attention_mask, image_embeds):
-        states = self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds).last_hidden_state  # (B, T, H)
-        return self.vqa_head(states[:, 0]), states  # (B, answers) from the fused [CLS], (B, T, H)
-
-
 class FrozenGraphs:
-    """`encode_image(pixels)` -> image embeddings; `fuse(input_ids, attention_mask, image_embeds)` ->
-    (answer logits, fused question states). Shapes follow the inputs: the traced operators read the
-    batch size and question length from them, so one trace serves every question length."""
+    """`encode_image(pixels)` -> image embeddings; `answer(input_ids, attention_mask, image_embeds)` ->
+    (answer logits, fused text states), or None for an architecture without a classifier head. Shapes
+    follow the inputs: the traced operators read the batch size and question length from them, so one
+    trace serves every question length."""
 
     def __init__(self, model: ShapesVLPForVQA, processor: ShapesVLPProcessor):
         side = processor.config.image_size
         pixels = processor.images([Image.new("RGB", (side, side), "white")])  # (1, C, S, S)
         question = processor.text(["what color is the circle left of the square?"])
+        paths = model.traceable_paths()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # trace/freeze: see the module docstring
             # The image-size check in VisionTransformer.forward becomes a constant of the graph. The
             # processor resizes every image to that size, so the graph never sees another one.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             image_embeds = model.encode_image(pixels)[0]
-            self.encode_image = torch.jit.freeze(torch.jit.trace(_ImageEncoder(model).eval(), (pixels,), check_trace=False))
-            self.fuse = torch.jit.freeze(torch.jit.trace(
-                _QuestionFuser(model).eval(), (question["input_ids"], question["attention_mask"], image_embeds), check_trace=False,
-            ))
+            self.encode_image = torch.jit.freeze(torch.jit.trace(paths["encode_image"].eval(), (pixels,), check_trace=False))
+            self.answer = None
+            if "answer" in paths:
+                self.answer = torch.jit.freeze(torch.jit.trace(
+                    paths["answer"].eval(), (question["input_ids"], question["attention_mask"], image_embeds), check_trace=False,
+                ))
 
 
 def build(model: ShapesVLPForVQA, processor: ShapesVLPProcessor) -> FrozenGraphs | None:

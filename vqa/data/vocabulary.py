@@ -51,3 +51,7 @@ HELD_OUT_PAIRS = compositional_holdout()
 def answer_vocabulary() -> list[str]:
     """Every answer the generator can produce: the classifier head's fixed vocabulary."""
     return ["yes", "no", *COLOR_NAMES, *SHAPES, *SIZES, *COUNTS]
+
+
+# What each image patch can be taught about the object under it (attribute -> its values).
+PATCH_ATTRIBUTE_VALUES = {"color": COLOR_NAMES, "shape": SHAPES, "size": SIZES}

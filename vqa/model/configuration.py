@@ -1,13 +1,32 @@
-"""Configuration of the embedded model: every size lives here, nowhere else."""
+"""Configuration of the embedded models: every size lives here, nowhere else.
+
+One config describes every architecture of the family: `fusion` names how vision and language
+meet (one module per kind in `vqa/model/fusion/`), `image_embedder` how pixels become patches, and
+`heads` which outputs the model has. The named architectures are files in
+`vqa/model/architectures/` that set these fields (see `vqa.model.factory`).
+"""
 
 from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+FUSION_KINDS = ("cross_attention", "merged", "co_attention", "none", "decoder")
+IMAGE_EMBEDDERS = ("conv_stem", "shallow_cnn")
+# classifier: fixed answer vocabulary on the fused summary; itm: image-text match on the fused summary;
+# itc: projections of the unimodal towers for contrastive similarity; lm: the causal text decoder (answers,
+# captions); patch: attributes of the object under each image patch; mlm: masked words from the fused
+# text states; recon: the whole image back from the fused image states (MLIM's deconvolution decoder).
+HEADS = ("classifier", "itm", "itc", "lm", "patch", "mlm", "recon")
+DEFAULT_HEADS = ("classifier", "itm", "itc", "lm", "patch")
+# Heads that read a fused summary or fused text states: kinds where the towers never meet can't have them.
+FUSED_HEADS = {"classifier", "itm", "mlm"}
+FUSING_KINDS = ("cross_attention", "merged", "co_attention")
+
 
 class ShapesVLPConfig(PretrainedConfig):
-    """A small BLIP-style model: ViT (with a convolutional stem), a text encoder whose
-    layers from `fusion_layer` up cross-attend to the image, and a causal text decoder.
+    """A small vision-language model of any of the family's architectures. The defaults are the
+    shipped model: BLIP-style, a ViT with a convolutional stem, a text encoder whose layers from
+    `fusion_layer` up cross-attend to the image, and a causal text decoder.
 
     The answer vocabulary of the classifier head is `id2label` / `label2id`, as for any
     transformers classification model.
@@ -17,6 +36,10 @@ class ShapesVLPConfig(PretrainedConfig):
 
     def __init__(
         self,
+        architecture: str | None = None,  # the name of the file in vqa/model/architectures/ it was built from
+        fusion: str = "cross_attention",
+        image_embedder: str = "conv_stem",
+        heads: list[str] | tuple[str, ...] = DEFAULT_HEADS,
         vocab_size: int = 4025,
         hidden_size: int = 192,
         num_attention_heads: int = 4,
@@ -26,13 +49,16 @@ class ShapesVLPConfig(PretrainedConfig):
         num_channels: int = 3,
         vision_layers: int = 2,
         text_layers: int = 4,
-        fusion_layer: int = 1,  # text layers >= fusion_layer cross-attend to the image (0 = early fusion)
+        fusion_layer: int = 1,  # text layers >= fusion_layer see the image (0 = early fusion); unused by "none" and "decoder"
         decoder_layers: int = 2,
         max_text_length: int = 64,  # long enough for a five-object caption
         itc_dim: int = 128,  # shared space of the image-text contrastive projections
         # Add a fixed 2D sine-cosine encoding of each patch's grid position to the vision tower's
         # output, so the text side reads where a patch is as well as what it shows (see VisionTransformer).
         output_position_encoding: bool = True,
+        # A learned embedding that replaces masked patches (UNITER's mask embedding), for objectives that
+        # hide part of the image: masked vision modelling and MLIM's reconstruction.
+        image_mask_token: bool = False,
         patch_attributes: dict[str, int] | None = None,  # attribute -> number of values, for the patch-attribute objective
         layer_norm_eps: float = 1e-6,
         dropout: float = 0.0,  # synthetic data never repeats a sample: no need to regularise
@@ -44,14 +70,37 @@ class ShapesVLPConfig(PretrainedConfig):
         sep_token_id: int = 3,
         answer_start_token_id: int = 5,
         caption_start_token_id: int = 6,
+        mask_token_id: int = 4,
         **kwargs,
     ):
+        if fusion not in FUSION_KINDS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSION_KINDS)}, got {fusion!r}")
+        if image_embedder not in IMAGE_EMBEDDERS:
+            raise ValueError(f"image_embedder must be one of {', '.join(IMAGE_EMBEDDERS)}, got {image_embedder!r}")
+        heads = list(heads)
+        unknown = set(heads) - set(HEADS)
+        if unknown:
+            raise ValueError(f"unknown heads {sorted(unknown)}: choose from {', '.join(HEADS)}")
+        if fusion not in FUSING_KINDS and FUSED_HEADS & set(heads):
+            raise ValueError(f"fusion {fusion!r} has no fused states for the heads {sorted(FUSED_HEADS & set(heads))}")
+        if fusion == "decoder" and "itc" in heads:
+            raise ValueError("fusion 'decoder' has no text tower for the itc head")
+        if fusion == "decoder" and "lm" not in heads:
+            raise ValueError("fusion 'decoder' answers through its decoder: it needs the lm head")
+        if fusion == "none" and "itc" not in heads:
+            raise ValueError("fusion 'none' (dual encoder) relates image and text only through the itc head")
+        if "lm" in heads and decoder_layers < 1:
+            raise ValueError("the lm head needs decoder_layers >= 1")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
-        if not 0 <= fusion_layer < text_layers:
+        if fusion in FUSING_KINDS and not 0 <= fusion_layer < text_layers:
             raise ValueError(f"fusion_layer must be in [0, {text_layers - 1}] (text_layers={text_layers}), got {fusion_layer}")
         if image_size % patch_size or patch_size & (patch_size - 1):
             raise ValueError("patch_size must be a power of two that divides image_size (the stem halves the image per conv)")
+        self.architecture = architecture
+        self.fusion = fusion
+        self.image_embedder = image_embedder
+        self.heads = heads
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_attention_heads = num_attention_heads
@@ -66,6 +115,7 @@ class ShapesVLPConfig(PretrainedConfig):
         self.max_text_length = max_text_length
         self.itc_dim = itc_dim
         self.output_position_encoding = output_position_encoding
+        self.image_mask_token = image_mask_token
         # Sorted by name: the patch head's output is split in this order, and save_pretrained writes
         # the config with sorted keys, so any other order would change meaning across a save/load.
         self.patch_attributes = dict(sorted((patch_attributes or {"color": 12, "shape": 8, "size": 2}).items()))
@@ -77,6 +127,7 @@ class ShapesVLPConfig(PretrainedConfig):
         self.cls_token_id = cls_token_id
         self.answer_start_token_id = answer_start_token_id
         self.caption_start_token_id = caption_start_token_id
+        self.mask_token_id = mask_token_id
         kwargs.setdefault("eos_token_id", sep_token_id)  # [SEP] ends generated answers and captions
         super().__init__(pad_token_id=pad_token_id, sep_token_id=sep_token_id, **kwargs)
 
@@ -91,5 +142,11 @@ class ShapesVLPConfig(PretrainedConfig):
 
     @property
     def fused_layers(self) -> list[int]:
-        """Indices of the text layers that have cross-attention."""
+        """Indices of the layers where text meets the image: the text layers from the fusion layer up, the
+        decoder's layers for "decoder", none for a dual encoder."""
+        if self.fusion == "decoder":
+            return list(range(self.decoder_layers))
+        if self.fusion == "none":
+            return []
         return list(range(self.fusion_layer, self.text_layers))
+

@@ -1,17 +1,19 @@
-"""The embedded model: a small BLIP-style multimodal mixture of encoder-decoder.
+"""The embedded models: one class for every architecture of the family, its parts chosen by the config.
 
-Read top to bottom: attention, one transformer layer (used by all three towers),
-the vision tower, the text encoder, the text decoder, then the model with its heads.
+    image ─ image encoder (conv stem or shallow CNN, ViT layers) ─► image_embeds (B_img, 1+N, H)
+                                                                    │
+    question ─────────────── fusion (config.fusion, vqa/model/fusion/) ─► FusionOutput: text states, image states,
+                                                                    │    fused summary, text→image attention
+                              fused summary ─► classifier head (answer vocabulary), ITM head
+                              fused text states ─► [ANS] causal decoder ─► answer tokens; MLM head
+    image_embeds ─► [CAP] the same decoder ─► caption tokens
+    image [CLS] / unimodal text [CLS] ─ projections ─► ITC similarity
+    image patches ─ patch head ─► colour / shape / size of the object under each patch
+    fused image states ─ deconvolution decoder ─► the whole image again (MLIM's reconstruction)
 
-    image ─ conv stem ─ ViT layers ──────────────► image_embeds (B, 1+N, H)
-                                                     │ cross-attention (layers >= fusion_layer)
-    question ─ text layers 0 .. fusion_layer-1 ─ text layers fusion_layer .. ─► fused [CLS] ─► classifier head (answer vocabulary)
-                                                                                 │          └► ITM head
-                                                                                 ▼
-                                           [ANS] ─ causal decoder (cross-attends to the fused question) ─► answer tokens
-    image_embeds ──────────────────────► [CAP] ─ the same decoder (cross-attends to the image) ─► caption tokens
-    image [CLS] / text-only [CLS] ─ projections ─► ITC similarity
-    image patches ─ patch head ─► colour / shape / size of the object under each patch (training objective)
+Which heads exist is `config.heads`. Everything outside `vqa/model/` reads the model through its methods
+and output types (`encode_image`, `fuse`, `forward`, `answer_decoder_inputs`, `ShapesVLPOutput`), never
+through its submodules.
 
 B = batch, N = patches = (image_size // patch_size)², T = text tokens, H = hidden size.
 """
@@ -19,268 +21,20 @@ B = batch, N = patches = (image_size // patch_size)², T = text tokens, H = hidd
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
-from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
-from transformers.utils import ModelOutput
 
 from vqa.model.configuration import ShapesVLPConfig
-
-
-class Attention(nn.Module):
-    """Multi-head attention; self-attention when `context` is None, cross-attention otherwise.
-
-    Uses the fused SDPA kernel unless the weights are asked for: only then are the
-    (B, heads, T, S) probabilities materialised.
-    """
-
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
-        # Scaled cosine attention (Swin V2): queries and keys are unit vectors and a learned
-        # per-head scale sets how peaked attention may be. Starting at scale 10 lets a word
-        # single out a few of the image's patches early in training instead of averaging them all.
-        self.log_scale = nn.Parameter(torch.full((self.num_heads, 1, 1), math.log(10.0)))
-        self.fused = None  # see fuse_projections
-
-    def fuse_projections(self, cross_attention: bool) -> None:
-        """Merge the projections that read the same input into one linear layer: query, key and value
-        in self-attention, key and value in cross-attention. The results are the same; there are fewer,
-        larger matrix multiplies. This pays under dynamic int8, where every linear call first quantizes
-        its input: measured 12.8 -> 12.1 ms per classifier answer (fp32 unchanged, 18.0 / 18.2 ms).
-        Applied when quantizing; the trained weights keep the separate layers."""
-        names = ("key", "value") if cross_attention else ("query", "key", "value")
-        parts = [getattr(self, name) for name in names]
-        fused = nn.Linear(parts[0].in_features, sum(part.out_features for part in parts), device=parts[0].weight.device)
-        with torch.no_grad():
-            fused.weight.copy_(torch.cat([part.weight for part in parts]))  # (len(names) * H, H)
-            fused.bias.copy_(torch.cat([part.bias for part in parts]))
-        for name in names:
-            delattr(self, name)
-        self.fused = fused
-
-    def project(self, x, context):
-        """Queries from x, keys and values from context: each (B, T or S, H)."""
-        if self.fused is None:
-            return self.query(x), self.key(context), self.value(context)
-        if hasattr(self, "query"):  # cross-attention: only keys and values share an input
-            return (self.query(x), *self.fused(context).chunk(2, dim=-1))
-        return self.fused(x).chunk(3, dim=-1)
-
-    def forward(self, x, context=None, key_mask=None, causal=False, output_attentions=False, context_index=None):
-        # x: (B, T, H); context: (B_ctx, S, H) or None; key_mask: (B_ctx, S) bool, True = may be attended to.
-        # context_index: (B,) the context row each row of x attends to, or None when B_ctx == B. Several
-        # questions about one image then share its key/value projections instead of each projecting a copy.
-        context = x if context is None else context
-        B, T, _ = x.shape
-        B_ctx, S, _ = context.shape
-        q, k, v = self.project(x, context)
-        q = q.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, D)
-        k = k.reshape(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
-        v = v.reshape(B_ctx, S, self.num_heads, self.head_dim).transpose(1, 2)  # (B_ctx, heads, S, D)
-        q = F.normalize(q, dim=-1) * self.log_scale.clamp(max=math.log(100.0)).exp()  # (B, heads, T, D), scale folded into q
-        k = F.normalize(k, dim=-1)
-        if context_index is not None:
-            k, v = k[context_index], v[context_index]  # (B, heads, S, D)
-            key_mask = None if key_mask is None else key_mask[context_index]  # (B, S)
-        mask = None
-        if key_mask is not None:
-            mask = key_mask[:, None, None, :].bool()  # (B, 1, 1, S)
-        if causal:
-            causal_mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril()  # (T, S)
-            mask = causal_mask if mask is None else mask & causal_mask
-        weights = None
-        if output_attentions:
-            scores = q @ k.transpose(-1, -2)  # (B, heads, T, S)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            weights = scores.softmax(dim=-1)
-            y = weights @ v  # (B, heads, T, D)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
-        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, H)
-        return self.out(y), weights
-
-
-class MLP(nn.Module):
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class TransformerLayer(nn.Module):
-    """Pre-norm transformer layer: self-attention, optional cross-attention, MLP.
-
-    The same layer serves the vision tower (no cross-attention), the text encoder
-    (cross-attention from the fusion layer up) and the decoder (causal, cross-attention).
-    """
-
-    def __init__(self, config: ShapesVLPConfig, cross_attention: bool):
-        super().__init__()
-        self.norm_self = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.self_attention = Attention(config)
-        self.norm_cross = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if cross_attention else None
-        self.cross_attention = Attention(config) if cross_attention else None
-        self.norm_mlp = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = MLP(config)
-
-    def forward(self, x, mask=None, context=None, context_mask=None, causal=False, output_attentions=False, context_index=None):
-        # x: (B, T, H); context: (B_ctx, S, H) or None; context_index: see Attention
-        attended, self_weights = self.self_attention(self.norm_self(x), key_mask=mask, causal=causal, output_attentions=output_attentions)
-        x = x + attended
-        cross_weights = None
-        if self.cross_attention is not None and context is not None:
-            attended, cross_weights = self.cross_attention(
-                self.norm_cross(x), context=context, key_mask=context_mask, output_attentions=output_attentions,
-                context_index=context_index,
-            )
-            x = x + attended
-        x = x + self.mlp(self.norm_mlp(x))
-        return x, self_weights, cross_weights
-
-
-class ConvStem(nn.Module):
-    """Convolutions down to the patch grid ("Early convolutions help transformers see
-    better", Xiao et al. 2021): a ViT learns far faster from these local features than
-    from raw linear patch projections, which matters on a CPU.
-
-    Each stage halves the image (3×3, stride 2) and refines it (3×3, stride 1); channels
-    grow by two per stage and end at the hidden size. The stride-1 convolutions widen the
-    receptive field of one grid cell from 15 to 43 pixels, enough to cover a large object:
-    measured on the patch-attribute objective alone (vision tower only, 32 scenes a step),
-    patch shape accuracy after 200 steps was 0.51 with one convolution per stage, 0.81 with two.
-    """
-
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        stages = int(math.log2(config.patch_size))
-        channels = [config.num_channels] + [config.hidden_size // 2 ** (stages - 1 - i) for i in range(stages)]
-        layers = []
-        for c_in, c_out in zip(channels[:-1], channels[1:]):
-            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
-            layers += [nn.Conv2d(c_out, c_out, kernel_size=3, stride=1, padding=1), nn.BatchNorm2d(c_out), nn.GELU()]
-        layers.append(nn.Conv2d(channels[-1], config.hidden_size, kernel_size=1))
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, pixel_values):
-        # pixel_values: (B, C, image_size, image_size) -> (B, N, H)
-        features = self.layers(pixel_values)  # (B, H, grid, grid)
-        return features.flatten(2).transpose(1, 2)
-
-
-def patch_position_encoding(config: ShapesVLPConfig) -> torch.Tensor:
-    """(1, 1+N, H) fixed 2D sine-cosine encoding of each patch's row and column, zero for [CLS]."""
-    encoding = build_2d_sinusoidal_position_embedding(config.grid_size, config.grid_size, config.hidden_size, cls_token=True)  # (1+N, H)
-    return encoding[None].float()
-
-
-class VisionTransformer(nn.Module):
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        self.config = config
-        self.stem = ConvStem(config)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + config.num_patches, config.hidden_size))
-        self.layers = nn.ModuleList(TransformerLayer(config, cross_attention=False) for _ in range(config.vision_layers))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        # Why position is added again at the output (as DETR adds it to the image keys of every
-        # cross-attention): the objectives that train this tower (colour, shape and size of the object
-        # under each patch) never need a patch's position, so the tower loses it. Measured on a model
-        # trained without this encoding: a linear probe read an object's x from its patches' output
-        # with R² 0.72 (mean error 9% of the image width, more than the 6% minimum gap between two
-        # objects), and "the shape left of the square" stayed at 0.3 with five objects in the scene.
-        # Fixed sines, not learned, so that no objective can wash them out; zero for the [CLS] slot.
-        if config.output_position_encoding:
-            self.register_buffer("output_position_encoding", patch_position_encoding(config), persistent=False)  # (1, 1+N, H)
-        else:
-            self.output_position_encoding = None
-
-    def forward(self, pixel_values, output_attentions=False):
-        expected = self.config.image_size
-        if pixel_values.shape[-2:] != (expected, expected):
-            raise ValueError(f"pixel_values must be {expected}×{expected} (use the image processor), got {tuple(pixel_values.shape[-2:])}")
-        patches = self.stem(pixel_values)  # (B, N, H)
-        cls = self.cls_token.expand(patches.shape[0], -1, -1)  # (B, 1, H)
-        x = torch.cat([cls, patches], dim=1) + self.position_embeddings  # (B, 1+N, H)
-        attentions = []
-        for layer in self.layers:
-            x, weights, _ = layer(x, output_attentions=output_attentions)
-            attentions.append(weights)
-        x = self.norm(x)  # (B, 1+N, H)
-        if self.output_position_encoding is not None:
-            x = x + self.output_position_encoding
-        return x, tuple(attentions) if output_attentions else None
-
-
-class TextEmbeddings(nn.Module):
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        self.words = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.positions = nn.Embedding(config.max_text_length, config.hidden_size)
-
-    def forward(self, input_ids):
-        # input_ids: (B, T) -> (B, T, H)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        return self.words(input_ids) + self.positions(positions)[None]
-
-
-@dataclass
-class TextEncoderOutput(ModelOutput):
-    last_hidden_state: torch.FloatTensor | None = None  # (B, T, H)
-    attentions: tuple | None = None  # per layer (B, heads, T, T)
-    cross_attentions: tuple | None = None  # per fused layer (B, heads, T, 1+N)
-
-
-class TextEncoder(nn.Module):
-    """Bidirectional text encoder. Layers below `fusion_layer` see text only; layers
-    from `fusion_layer` up also cross-attend to the image when `image_embeds` is given.
-    Without image_embeds it is the unimodal text encoder used for ITC."""
-
-    def __init__(self, config: ShapesVLPConfig):
-        super().__init__()
-        self.config = config
-        self.embeddings = TextEmbeddings(config)
-        self.layers = nn.ModuleList(
-            TransformerLayer(config, cross_attention=i >= config.fusion_layer) for i in range(config.text_layers)
-        )
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    def forward(self, input_ids, attention_mask, image_embeds=None, image_mask=None, output_attentions=False, image_index=None):
-        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
-        # image_mask: (B_img, 1+N) True = may be attended to; every image token when None
-        if image_embeds is not None and image_mask is None:
-            image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.bool, device=image_embeds.device)  # (B_img, 1+N)
-        x = self.embeddings(input_ids)  # (B, T, H)
-        self_attentions, cross_attentions = [], []
-        for layer in self.layers:
-            x, self_weights, cross_weights = layer(
-                x, mask=attention_mask, context=image_embeds, context_mask=image_mask, output_attentions=output_attentions,
-                context_index=image_index,
-            )
-            self_attentions.append(self_weights)
-            if layer.cross_attention is not None:
-                cross_attentions.append(cross_weights)
-        if not output_attentions:
-            return TextEncoderOutput(last_hidden_state=self.norm(x))
-        return TextEncoderOutput(
-            last_hidden_state=self.norm(x),
-            attentions=tuple(self_attentions),
-            cross_attentions=tuple(cross_attentions) if image_embeds is not None else None,
-        )
+from vqa.model.fusion import ATTENTION_KINDS, build_fusion, similarity_map
+from vqa.model.fusion.decoder import decoder_fusion
+from vqa.model.image_encoders import VisionTransformer, patch_position_encoding
+from vqa.model.layers import TransformerLayer
+from vqa.model.outputs import FusionOutput, ShapesVLPOutput
+from vqa.model.text_embeddings import TextEmbeddings
 
 
 class ShapesVLPPreTrainedModel(PreTrainedModel):
@@ -302,6 +56,8 @@ class ShapesVLPPreTrainedModel(PreTrainedModel):
         elif isinstance(module, VisionTransformer):
             nn.init.trunc_normal_(module.position_embeddings, std=std)
             nn.init.trunc_normal_(module.cls_token, std=std)
+            if module.mask_token is not None:
+                nn.init.trunc_normal_(module.mask_token, std=std)
             if module.output_position_encoding is not None:  # a non-persistent buffer: from_pretrained rebuilds it here
                 module.output_position_encoding.copy_(patch_position_encoding(self.config))
 
@@ -332,6 +88,8 @@ class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
         encoder_attention_mask=None,
         labels=None,
         output_attentions=False,
+        output_hidden_states=False,
+        prefix_length=0,
         return_dict=True,
         **kwargs,  # generation passes bookkeeping such as use_cache / cache_position, which a cache-less decoder ignores
     ):
@@ -339,16 +97,24 @@ class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
         if input_ids.shape[1] > self.config.max_text_length:
             input_ids = input_ids[:, -self.config.max_text_length :]
             attention_mask = attention_mask[:, -self.config.max_text_length :] if attention_mask is not None else None
+        # prefix_length: the first tokens see each other both ways (PrefixLM), the rest only what came before
         x = self.embeddings(input_ids)  # (B, T, H)
+        pair_mask = None
+        if prefix_length:
+            T = input_ids.shape[1]
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
+            in_prefix = torch.arange(T, device=x.device) < prefix_length  # (T,)
+            pair_mask = causal | (in_prefix[:, None] & in_prefix[None, :])
         self_attentions, cross_attentions = [], []
         for layer in self.layers:
             x, self_weights, cross_weights = layer(
                 x, mask=attention_mask, context=encoder_hidden_states, context_mask=encoder_attention_mask,
-                causal=True, output_attentions=output_attentions,
+                causal=pair_mask is None, output_attentions=output_attentions, pair_mask=pair_mask,
             )
             self_attentions.append(self_weights)
             cross_attentions.append(cross_weights)
-        logits = self.lm_head(self.norm(x))  # (B, T, vocab)
+        states = self.norm(x)  # (B, T, H)
+        logits = self.lm_head(states)  # (B, T, vocab)
         loss = None
         if labels is not None:
             # position t predicts token t+1; label -100 marks padding
@@ -356,6 +122,7 @@ class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
+            hidden_states=(states,) if output_hidden_states else None,
             attentions=tuple(self_attentions) if output_attentions else None,
             cross_attentions=tuple(cross_attentions) if output_attentions else None,
         )
@@ -371,73 +138,206 @@ class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
         }
 
 
-@dataclass
-class ShapesVLPOutput(ModelOutput):
-    answer_logits: torch.FloatTensor | None = None  # (B, num_answers)
-    itm_logits: torch.FloatTensor | None = None  # (B, 2): [no match, match]
-    question_embeds: torch.FloatTensor | None = None  # (B, T, H) fused question states
-    image_embeds: torch.FloatTensor | None = None  # (B_img, 1+N, H)
-    vision_attentions: tuple | None = None  # per vision layer (B, heads, 1+N, 1+N)
-    text_attentions: tuple | None = None  # per text layer (B, heads, T, T)
-    cross_attentions: tuple | None = None  # per fused text layer (B, heads, T, 1+N)
+class ReconstructionDecoder(nn.Module):
+    """MLIM's RECON head: the fused patch states, laid out on their grid, are upsampled back to the full
+    image by transposed convolutions (one per halving the embedder did), ending in a sigmoid so that each
+    output is a pixel intensity in [0, 1]."""
+
+    def __init__(self, config: ShapesVLPConfig):
+        super().__init__()
+        self.config = config
+        stages = int(math.log2(config.patch_size))
+        channels = [config.hidden_size // 2**i for i in range(stages)] + [config.num_channels]
+        layers = []
+        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2))
+            if i < stages - 1:
+                layers.append(nn.GELU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, image_states):
+        # image_states: (B, 1+N, H) -> (B, C, image_size, image_size) in [0, 1]
+        grid = self.config.grid_size
+        patches = image_states[:, 1:].transpose(1, 2).reshape(image_states.shape[0], -1, grid, grid)  # (B, H, grid, grid)
+        return torch.sigmoid(self.layers(patches))
 
 
 class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
-    """The backbone with all its heads: VQA classifier, generative answers, captions, ITM, ITC."""
+    """An image encoder, a fusion module of `config.fusion`, an optional text decoder, and the heads in
+    `config.heads`."""
 
     def __init__(self, config: ShapesVLPConfig):
         super().__init__(config)
         hidden = config.hidden_size
+        heads = set(config.heads)
         self.vision_model = VisionTransformer(config)
-        self.text_encoder = TextEncoder(config)
-        self.text_decoder = ShapesVLPTextDecoder(config)
-        num_answers = len(config.id2label)
-        self.vqa_head = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.LayerNorm(2 * hidden), nn.Linear(2 * hidden, num_answers))
-        self.itm_head = nn.Linear(hidden, 2)
-        # one extra class per attribute for "no object under this patch"
-        self.patch_head = nn.Linear(hidden, sum(n + 1 for n in config.patch_attributes.values()))
-        self.vision_proj = nn.Linear(hidden, config.itc_dim)
-        self.text_proj = nn.Linear(hidden, config.itc_dim)
-        # CLIP's learnable temperature, stored as log(1/0.07)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.fusion = build_fusion(config)
+        self.text_decoder = ShapesVLPTextDecoder(config) if "lm" in heads else None
+        if "classifier" in heads:
+            num_answers = len(config.id2label)
+            self.vqa_head = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.LayerNorm(2 * hidden), nn.Linear(2 * hidden, num_answers))
+        if "itm" in heads:
+            self.itm_head = nn.Linear(hidden, 2)
+        if "patch" in heads:
+            # one extra class per attribute for "no object under this patch"
+            self.patch_head = nn.Linear(hidden, sum(n + 1 for n in config.patch_attributes.values()))
+        if "itc" in heads:
+            self.vision_proj = nn.Linear(hidden, config.itc_dim)
+            self.text_proj = nn.Linear(hidden, config.itc_dim)
+            # CLIP's learnable temperature, stored as log(1/0.07)
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if "mlm" in heads:  # MLIM's two-layer MLP head over the word vocabulary
+            self.mlm_head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, config.vocab_size))
+        if "recon" in heads:
+            self.recon_head = ReconstructionDecoder(config)
         self.post_init()
 
-    def encode_image(self, pixel_values, output_attentions=False):
-        """(B, C, S, S) pixels -> (B, 1+N, H) patch embeddings with [CLS] first."""
-        return self.vision_model(pixel_values, output_attentions=output_attentions)
+    # ----- what the model can do -------------------------------------------------------
+    def has_head(self, name: str) -> bool:
+        return name in self.config.heads
 
-    def encode_question(self, input_ids, attention_mask, image_embeds, output_attentions=False, image_index=None) -> TextEncoderOutput:
-        """Question tokens fused with the image through the cross-attention layers.
-        image_embeds: (B_img, 1+N, H); image_index: (B,) which image each question is about, so that
-        several questions about one image share its projections (None: one image per question)."""
-        return self.text_encoder(input_ids, attention_mask, image_embeds=image_embeds, output_attentions=output_attentions, image_index=image_index)
+    @property
+    def attention_kind(self) -> str:
+        """What `text_to_image` holds for this architecture, in words for a label."""
+        return ATTENTION_KINDS[self.config.fusion]
 
-    def forward(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None, output_attentions=False, return_dict=True, image_index=None):
+    @classmethod
+    def full_precision_modules(cls, config: ShapesVLPConfig) -> list[str]:
+        """The layers that write final scores (answer vocabulary, ITM, token vocabulary): quantization schemes
+        that can leave layers out keep these in full precision, so that rounding does not land on the scores."""
+        names = {"classifier": "vqa_head", "itm": "itm_head", "lm": "lm_head", "mlm": "mlm_head"}
+        return [module for head, module in names.items() if head in config.heads]
+
+    # ----- the passes ------------------------------------------------------------------
+    def encode_image(self, pixel_values, output_attentions=False, patch_mask=None):
+        """(B, C, S, S) pixels -> ((B, 1+N, H) image embeddings with [CLS] first, vision attentions).
+        patch_mask: (B, N) True for patches hidden behind the mask embedding (config.image_mask_token)."""
+        return self.vision_model(pixel_values, output_attentions=output_attentions, patch_mask=patch_mask)
+
+    def fuse(self, input_ids, attention_mask, image_embeds, image_index=None, output_attentions=False) -> FusionOutput:
+        """Texts read together with their images. image_embeds: (B_img, 1+N, H); image_index: (B,) which
+        image each text is about, so that several texts about one image share its encoding (None: row i
+        for text i)."""
+        if self.config.fusion == "decoder":
+            return decoder_fusion(self.text_decoder, input_ids, attention_mask, image_embeds, image_index, output_attentions)
+        fused = self.fusion(input_ids, attention_mask, image_embeds, image_index=image_index, output_attentions=output_attentions)
+        if self.config.fusion == "none" and output_attentions:
+            maps = similarity_map(fused.text_states, fused.image_states, self.text_proj, self.vision_proj, self.logit_scale)
+            fused.text_to_image, fused.text_self_attentions = (maps,), None
+        return fused
+
+    def forward(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None, output_attentions=False,
+                return_dict=True, image_index=None, patch_mask=None) -> ShapesVLPOutput:
         # image_index: (B,) the image (row of pixel_values / image_embeds) each question is about; None: row i for question i
         vision_attentions = None
         if image_embeds is None:
-            image_embeds, vision_attentions = self.encode_image(pixel_values, output_attentions=output_attentions)
-        fused = self.encode_question(input_ids, attention_mask, image_embeds, output_attentions=output_attentions, image_index=image_index)
-        cls = fused.last_hidden_state[:, 0]  # (B, H) fused [CLS]
+            image_embeds, vision_attentions = self.encode_image(pixel_values, output_attentions=output_attentions, patch_mask=patch_mask)
+        fused = self.fuse(input_ids, attention_mask, image_embeds, image_index=image_index, output_attentions=output_attentions)
         return ShapesVLPOutput(
-            answer_logits=self.vqa_head(cls),
-            itm_logits=self.itm_head(cls),
-            question_embeds=fused.last_hidden_state,
+            answer_logits=self.vqa_head(fused.pooled) if self.has_head("classifier") else None,
+            itm_logits=self.itm_head(fused.pooled) if self.has_head("itm") else None,
+            text_states=fused.text_states,
+            image_states=fused.image_states,
+            pooled=fused.pooled,
             image_embeds=image_embeds,
             vision_attentions=vision_attentions,
-            text_attentions=fused.attentions,
-            cross_attentions=fused.cross_attentions,
+            text_to_image=fused.text_to_image,
+            text_self_attentions=fused.text_self_attentions,
         )
 
-    def patch_attribute_logits(self, image_embeds) -> dict[str, torch.Tensor]:
+    def answer_decoder_inputs(self, question_ids, question_mask, text_states, image_states, answer=None) -> dict:
+        """The text decoder's inputs for writing answers: BLIP's decoder starts at [ANS] and cross-attends to the
+        fused question states; an encoder-decoder reads "[CLS] question [SEP] [ANS]" itself and cross-attends to
+        the image. `answer`: `processor.decoder_targets` of the answers, to train on (labels set on them only);
+        None: the prompt to generate from. question_ids: (B, T); text_states: (B, T, H); image_states: (B, 1+N, H)."""
+        B = question_ids.shape[0]
+        if answer is None:
+            start = torch.full((B, 1), self.config.answer_start_token_id, dtype=question_ids.dtype, device=question_ids.device)
+            answer = {"input_ids": start, "attention_mask": torch.ones_like(start)}
+        if self.config.fusion != "decoder":
+            return {**answer, "encoder_hidden_states": text_states, "encoder_attention_mask": question_mask}
+        inputs = {
+            "input_ids": torch.cat([question_ids, answer["input_ids"]], dim=1),  # (B, T + A)
+            "attention_mask": torch.cat([question_mask, answer["attention_mask"]], dim=1),
+            "encoder_hidden_states": image_states,
+        }
+        if "labels" in answer:
+            labels = answer["labels"].clone()
+            labels[:, 0] = -100  # [ANS] is given, not predicted
+            inputs["labels"] = torch.cat([torch.full_like(question_ids, -100), labels], dim=1)
+        return inputs
+
+    # ----- heads ------------------------------------------------------------------------
+    def patch_attribute_logits(self, image_states) -> dict[str, torch.Tensor]:
         """Per patch, logits over each attribute's values plus "none": {attribute: (B, N, values+1)}."""
-        logits = self.patch_head(image_embeds[:, 1:])  # (B, N, sum(values+1))
+        logits = self.patch_head(image_states[:, 1:])  # (B, N, sum(values+1))
         sizes = [n + 1 for n in self.config.patch_attributes.values()]
         return dict(zip(self.config.patch_attributes, logits.split(sizes, dim=-1)))
 
+    def text_embedding(self, input_ids, attention_mask) -> torch.Tensor:
+        """(B, itc_dim) unit vectors of the unimodal text [CLS] in the contrastive space."""
+        text = self.fusion.encode_text(input_ids, attention_mask)[:, 0]  # (B, H)
+        return F.normalize(self.text_proj(text), dim=-1)
+
+    def image_embedding(self, image_embeds) -> torch.Tensor:
+        """(B, itc_dim) unit vectors of the image [CLS] in the contrastive space."""
+        return F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
+
     def image_text_similarity(self, image_embeds, input_ids, attention_mask):
         """ITC: cosine similarity × learned scale between image [CLS] and unimodal text [CLS]. (B_img, B_txt)"""
-        text = self.text_encoder(input_ids, attention_mask).last_hidden_state[:, 0]  # (B_txt, H)
-        image_vec = F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)  # (B_img, itc_dim)
-        text_vec = F.normalize(self.text_proj(text), dim=-1)  # (B_txt, itc_dim)
-        return self.logit_scale.exp().clamp(max=100) * image_vec @ text_vec.T
+        return self.logit_scale.exp().clamp(max=100) * self.image_embedding(image_embeds) @ self.text_embedding(input_ids, attention_mask).T
+
+    def mlm_logits(self, text_states) -> torch.Tensor:
+        """(B, T, vocab) the word at each position, from fused text states."""
+        return self.mlm_head(text_states)
+
+    def reconstruct(self, image_states) -> torch.Tensor:
+        """(B, C, S, S) in [0, 1]: the image back from fused image states (B, 1+N, H)."""
+        return self.recon_head(image_states)
+
+    # ----- deployment -------------------------------------------------------------------
+    def quantize_int8_(self, calibration_pixels: list[torch.Tensor]) -> None:
+        """The "int8" scheme, in place: static int8 for the image embedder's convolutions (dynamic quantization
+        leaves them in fp32, though they are about half the work of encoding an image), calibrated on
+        `calibration_pixels` (a list of (B, C, S, S) batches that look like real inputs); each attention's
+        projections that read one input merged into one linear layer; then dynamic int8 for every linear layer."""
+        from vqa.quantization import dynamic_int8, static_int8_convolutions
+
+        stem = self.vision_model.stem
+        stem.layers = static_int8_convolutions(stem.layers, calibration_pixels)
+        for layer in self.modules():
+            if isinstance(layer, TransformerLayer):  # fewer, larger int8 matrix multiplies
+                layer.self_attention.fuse_projections(cross_attention=False)
+                if layer.cross_attention is not None:
+                    layer.cross_attention.fuse_projections(cross_attention=True)
+        dynamic_int8(self)
+
+    def traceable_paths(self) -> dict[str, nn.Module]:
+        """The hot paths as small modules to trace: "encode_image" (pixels -> image embeddings) and, with a
+        classifier, "answer" ((input_ids, attention_mask, image_embeds) -> (answer logits, fused text states))."""
+        paths = {"encode_image": _ImageEncodingPath(self.vision_model)}
+        if self.has_head("classifier"):
+            paths["answer"] = _AnswerPath(self.fusion, self.vqa_head)
+        return paths
+
+
+# The paths hold only the submodules they run: tracing inspects every attribute of every submodule,
+# and the text decoder's PreTrainedModel properties would log deprecation notices.
+class _ImageEncodingPath(nn.Module):
+    def __init__(self, vision_model: VisionTransformer):
+        super().__init__()
+        self.vision_model = vision_model
+
+    def forward(self, pixel_values):
+        return self.vision_model(pixel_values)[0]  # (B, 1+N, H)
+
+
+class _AnswerPath(nn.Module):
+    def __init__(self, fusion: nn.Module, vqa_head: nn.Module):
+        super().__init__()
+        self.fusion = fusion
+        self.vqa_head = vqa_head
+
+    def forward(self, input_ids, attention_mask, image_embeds):
+        fused = self.fusion(input_ids, attention_mask, image_embeds)
+        return self.vqa_head(fused.pooled), fused.text_states  # (B, answers), (B, T, H)

@@ -1,0 +1,20 @@
+"""Word and position embeddings of a text sequence, shared by every text tower and the decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vqa.model.configuration import ShapesVLPConfig
+
+
+class TextEmbeddings(nn.Module):
+    def __init__(self, config: ShapesVLPConfig):
+        super().__init__()
+        self.words = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.positions = nn.Embedding(config.max_text_length, config.hidden_size)
+
+    def forward(self, input_ids):
+        # input_ids: (B, T) -> (B, T, H)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return self.words(input_ids) + self.positions(positions)[None]

@@ -1,0 +1,13 @@
+"""Training the embedded models on shapes-world data, split by concern: recipes as data (`recipes`),
+batches and their targets (`targets`), the objectives registry (`objectives`), quick validation
+(`validation`) and the accelerate loop (`loop`)."""
+
+from vqa.training.loop import build_model, lr_at, train
+from vqa.training.objectives import OBJECTIVES, TrainingObjectives, compute_losses, perception_losses
+from vqa.training.recipes import PRESETS, TrainConfig, loss_weights, preset
+from vqa.training.targets import BatchMaker, to_device
+
+__all__ = [
+    "OBJECTIVES", "PRESETS", "BatchMaker", "TrainConfig", "TrainingObjectives", "build_model", "compute_losses",
+    "loss_weights", "lr_at", "perception_losses", "preset", "to_device", "train",
+]
