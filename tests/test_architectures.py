@@ -169,6 +169,8 @@ def test_every_member_answers_through_the_backbone_with_the_heads_it_has(name, q
         assert any("statement" in note for note in backbone.answer(image, question, head="classifier").notes)
     if "caption" in backbone.capabilities:
         assert isinstance(backbone.caption(image).text, str)
+    # the model card says which passes run traced and that an architecture without a classifier answers eager
+    assert ("no classifier head" in backbone.info().facts["Fast path"]) == ("classifier" not in config.heads)
     maps = backbone.explain(image, question)
     g = config.grid_size
     assert maps.cross.shape[0] == len(maps.layers) and maps.cross.shape[-2:] == (g, g)

@@ -139,7 +139,7 @@ class EmbeddedBackbone(Backbone):
         included) is read off generate's raw logits."""
         settings = generation_kwargs(decoding, num_beams, top_p, temperature, max_new_tokens, num_return)
         with seeded(seed if decoding == "nucleus" else None):
-            out = self.model.text_decoder.generate(
+            out = self.model.generate_text(
                 **prompt, eos_token_id=self.config.sep_token_id, pad_token_id=self.config.pad_token_id, **settings,
             )
         log_likelihoods = generated_log_likelihood(out, prompt["input_ids"].shape[1], self.config.sep_token_id)  # (K,)
@@ -162,7 +162,7 @@ class EmbeddedBackbone(Backbone):
         statements = self.processor.text([f"{question} {label}" for label in self.labels])
         text = self.model.text_embedding(statements["input_ids"], statements["attention_mask"])  # (A, itc_dim)
         image_vec = self.model.image_embedding(self.encode_image(image))  # (1, itc_dim)
-        return self.model.logit_scale.exp().clamp(max=100) * (image_vec @ text.T)[0]
+        return self.model.contrastive_scores(image_vec, text)[0]
 
     def _classify(self, image, question, top_k, candidates):
         if self.config.fusion == "none":
@@ -246,6 +246,14 @@ class EmbeddedBackbone(Backbone):
             ]
         return [f"Kept in full precision by bitsandbytes: {', '.join(ShapesVLPForVQA.full_precision_modules(self.config))}."]
 
+    def fast_path(self) -> str:
+        """Which passes run as traced graphs (frozen_graphs), in words."""
+        if self.graphs is None:
+            return "none: the eager model (bitsandbytes layers can't be traced)" if self.quantization else "none: the eager model"
+        if self.graphs.answer is None:
+            return "traced image encoder; answers, captions and maps run eager (this architecture has no classifier head)"
+        return "traced image encoder and classifier answer; generation and maps run eager"
+
     def clear_caches(self) -> None:
         self.encodings.clear()
         self.fusions.clear()
@@ -265,6 +273,7 @@ class EmbeddedBackbone(Backbone):
             "Parameters": f"{self.num_parameters / 1e6:.1f} million",
             "Size on disk": f"{disk / 1e6:.1f} MB",
             "Quantization": SCHEME_LABELS[self.quantization],
+            "Fast path": self.fast_path(),
         }
         return ModelInfo(
             name=self.name, family=self.family,

@@ -20,9 +20,8 @@ class ConvStem(nn.Module):
 
     Each stage halves the image (3×3, stride 2) and refines it (3×3, stride 1); channels
     grow by two per stage and end at the hidden size. The stride-1 convolutions widen the
-    receptive field of one grid cell from 15 to 43 pixels, enough to cover a large object:
-    measured on the patch-attribute objective alone (vision tower only, 32 scenes a step),
-    patch shape accuracy after 200 steps was 0.51 with one convolution per stage, 0.81 with two.
+    receptive field of one grid cell from 15 to 43 pixels, enough to cover a large object
+    (the model card has the measurement).
     """
 
     def __init__(self, config: ShapesVLPConfig):
@@ -88,11 +87,9 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # Why position is added again at the output (as DETR adds it to the image keys of every
         # cross-attention): the objectives that train this tower (colour, shape and size of the object
-        # under each patch) never need a patch's position, so the tower loses it. Measured on a model
-        # trained without this encoding: a linear probe read an object's x from its patches' output
-        # with R² 0.72 (mean error 9% of the image width, more than the 6% minimum gap between two
-        # objects), and "the shape left of the square" stayed at 0.3 with five objects in the scene.
-        # Fixed sines, not learned, so that no objective can wash them out; zero for the [CLS] slot.
+        # under each patch) never need a patch's position, so the tower loses it, and the spatial
+        # questions with it (the model card has the probe). Fixed sines, not learned, so that no
+        # objective can wash them out; zero for the [CLS] slot.
         if config.output_position_encoding:
             self.register_buffer("output_position_encoding", patch_position_encoding(config), persistent=False)  # (1, 1+N, H)
         else:

@@ -268,6 +268,15 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
         return inputs
 
     # ----- heads ------------------------------------------------------------------------
+    def generate_text(self, **prompt_and_settings):
+        """The text decoder writes from a prompt (`answer_decoder_inputs`, or [CAP] with `encoder_hidden_states`
+        set to the image embeddings), with any of transformers' `generate` settings."""
+        return self.text_decoder.generate(**prompt_and_settings)
+
+    def text_decoder_loss(self, **inputs) -> torch.Tensor:
+        """The decoder's next-token cross-entropy on `inputs` (ids, mask, labels, what it cross-attends to)."""
+        return self.text_decoder(**inputs).loss
+
     def patch_attribute_logits(self, image_states) -> dict[str, torch.Tensor]:
         """Per patch, logits over each attribute's values plus "none": {attribute: (B, N, values+1)}."""
         logits = self.patch_head(image_states[:, 1:])  # (B, N, sum(values+1))
@@ -283,9 +292,13 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
         """(B, itc_dim) unit vectors of the image [CLS] in the contrastive space."""
         return F.normalize(self.vision_proj(image_embeds[:, 0]), dim=-1)
 
+    def contrastive_scores(self, image_vectors, text_vectors) -> torch.Tensor:
+        """(B_img, B_txt) cosine similarities × the learned temperature, from `image_embedding` / `text_embedding`."""
+        return self.logit_scale.exp().clamp(max=100) * image_vectors @ text_vectors.T
+
     def image_text_similarity(self, image_embeds, input_ids, attention_mask):
         """ITC: cosine similarity × learned scale between image [CLS] and unimodal text [CLS]. (B_img, B_txt)"""
-        return self.logit_scale.exp().clamp(max=100) * self.image_embedding(image_embeds) @ self.text_embedding(input_ids, attention_mask).T
+        return self.contrastive_scores(self.image_embedding(image_embeds), self.text_embedding(input_ids, attention_mask))
 
     def mlm_logits(self, text_states) -> torch.Tensor:
         """(B, T, vocab) the word at each position, from fused text states."""

@@ -30,7 +30,7 @@ from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
 from vqa.training.objectives import TrainingObjectives, check_objectives
 from vqa.training.recipes import TrainConfig, loss_weights, masking
 from vqa.training.targets import BatchMaker, to_device
-from vqa.training.validation import patch_validation, quick_validation
+from vqa.training.validation import validate
 
 
 def build_model(train_config: TrainConfig) -> ShapesVLPForVQA:
@@ -121,10 +121,13 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "classifier", "generative", "caption", "patch", "grounding", "mlm", "recon")})
         perception_done = perceiving and step + 1 == train_config.vision_warmup_steps
         is_eval = not perceiving and ((joint_step + 1) % train_config.eval_every == 0 or step + 1 == total_steps)
+        if perception_done or is_eval:  # every process validates its share of the scenes
+            metrics = validate(
+                inner, processor, batches, train_config.eval_scenes, answers=is_eval,
+                sum_across_processes=lambda counts: accelerator.reduce(counts, reduction="sum"),
+                shard=accelerator.process_index, num_shards=accelerator.num_processes,
+            )
         if (perception_done or is_eval) and accelerator.is_main_process:
-            metrics = {"val_patch_accuracy": patch_validation(inner, processor, batches, train_config.eval_scenes)}
-            if is_eval:
-                metrics.update(quick_validation(inner, processor, train_config.eval_scenes))
             record = {"step": step + 1, "phase": "perception" if perceiving else "joint", "minutes": round((time.time() - start) / 60, 2), "lr": scheduler.get_last_lr()[0], **{f"loss_{k}": round(v, 4) for k, v in running.items()}, **metrics}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()

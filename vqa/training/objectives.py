@@ -238,10 +238,6 @@ def patch_loss(model: ShapesVLPForVQA, image_states: torch.Tensor, patch_labels:
     return sum(per_attribute) / len(per_attribute)
 
 
-def decoder_loss(model: ShapesVLPForVQA, inputs: dict) -> torch.Tensor:
-    return model.text_decoder(**inputs).loss
-
-
 # ----- the objectives ------------------------------------------------------------------------
 @objective("classifier", needs=("classifier",))
 def classifier_objective(step: Step) -> torch.Tensor:
@@ -252,12 +248,12 @@ def classifier_objective(step: Step) -> torch.Tensor:
 def generative_objective(step: Step) -> torch.Tensor:
     q, out = step.batch["question"], step.questions
     inputs = step.model.answer_decoder_inputs(q["input_ids"], q["attention_mask"], out.text_states, out.image_states, answer=step.batch["answer_decoder"])
-    return decoder_loss(step.model, inputs)
+    return step.model.text_decoder_loss(**inputs)
 
 
 @objective("caption", needs=("lm",))
 def caption_objective(step: Step) -> torch.Tensor:
-    return decoder_loss(step.model, {**step.batch["caption_decoder"], "encoder_hidden_states": step.image_embeds})
+    return step.model.text_decoder_loss(**step.batch["caption_decoder"], encoder_hidden_states=step.image_embeds)
 
 
 @objective("prefix_lm", needs=("lm",))
@@ -268,7 +264,7 @@ def prefix_lm_objective(step: Step) -> torch.Tensor:
     prefix = int(torch.randint(2, max(shortest - 1, 3), (), generator=step.generator, device=step.generator.device))  # [CAP] and a word or more, a word or more left
     labels = caption["labels"].clone()
     labels[:, :prefix] = -100
-    return decoder_loss(step.model, {**caption, "labels": labels, "encoder_hidden_states": step.image_embeds, "prefix_length": prefix})
+    return step.model.text_decoder_loss(**{**caption, "labels": labels}, encoder_hidden_states=step.image_embeds, prefix_length=prefix)
 
 
 @objective("itc", needs=("itc",))
