@@ -162,6 +162,7 @@ def test_every_member_answers_through_the_backbone_with_the_heads_it_has(name, q
         if head in backbone.capabilities:
             answer = backbone.answer(image, question, head=head)
             assert answer.head == head and 0 <= answer.score <= 1
+            assert "circle" not in answer.answer  # the answer alone, never the question it was prompted with
         else:
             with pytest.raises(UnsupportedError):
                 backbone.answer(image, question, head=head)

@@ -1,4 +1,4 @@
-"""Command line: `python -m vqa {ask,caption,train,evaluate,export-data,build-tokenizer}`."""
+"""Command line: `python -m vqa {ask,caption,train,zoo,evaluate,export-data,build-tokenizer}`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def _train(args) -> int:
                          vision_warmup_steps=config.vision_warmup_steps if "patch" in heads else 0)
     summary = train(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary))
+    return 0
+
+
+def _zoo(args) -> int:
+    from vqa.zoo import train_zoo
+    from vqa.zoo.run import redraw
+
+    if args.redraw:
+        redraw(args.out)
+        return 0
+    results = train_zoo(args.members, args.minutes_per_member, args.out, base=args.base, eval_scenes=args.eval_scenes,
+                        progress=not args.no_progress)
+    print(json.dumps({name: {"best_head": m["best_head"], "test_accuracy": m["test_accuracy"], "train_minutes": m["train_minutes"]}
+                      for name, m in results["members"].items()}))
     return 0
 
 
@@ -135,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-per-step", type=int, help="override the preset's images per step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+
+    from vqa.zoo.members import MEMBERS
+
+    p = sub.add_parser("zoo", help="train, measure and plot the architecture zoo on the same data and CPU budget")
+    p.add_argument("--members", nargs="+", choices=MEMBERS, help="the members to (re)train (default: all)")
+    p.add_argument("--minutes-per-member", type=float, default=8.0, help="training minutes per member on this machine (default: %(default)s)")
+    p.add_argument("--out", default="weights/zoo", help="output folder (default: %(default)s)")
+    p.add_argument("--base", default="quick", choices=["quick", "smoke"], help="base recipe: quick (the zoo) or smoke (tiny models, for tests)")
+    p.add_argument("--eval-scenes", type=int, default=100, help="test scenes per member (default: %(default)s)")
+    p.add_argument("--redraw", action="store_true", help="only rewrite the plots, the table and the cards from results.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=_zoo)
 
     p = sub.add_parser("ask", help="answer a question about an image")
     p.add_argument("image", help="image file (PNG, JPEG, WEBP, GIF or BMP)")

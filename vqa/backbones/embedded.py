@@ -133,7 +133,7 @@ class EmbeddedBackbone(Backbone):
 
     @torch.inference_mode()
     def _generate(self, prompt: dict, decoding: str, num_beams: int, top_p: float,
-                  temperature: float, max_new_tokens: int, num_return: int, seed: int | None) -> list[tuple[str, float]]:
+                  temperature: float, max_new_tokens: int, num_return: int, seed: int | None, keep_prompt: bool = False) -> list[tuple[str, float]]:
         """Decode from `prompt` (the text decoder's inputs: `input_ids` (1, P) and what it cross-attends to) and
         return [(text, probability)], best first. The probability of a sequence (prompt excluded, [SEP]
         included) is read off generate's raw logits."""
@@ -142,8 +142,12 @@ class EmbeddedBackbone(Backbone):
             out = self.model.generate_text(
                 **prompt, eos_token_id=self.config.sep_token_id, pad_token_id=self.config.pad_token_id, **settings,
             )
-        log_likelihoods = generated_log_likelihood(out, prompt["input_ids"].shape[1], self.config.sep_token_id)  # (K,)
-        return ranked(self.processor.decode(out.sequences), log_likelihoods)
+        prompt_length = prompt["input_ids"].shape[1]
+        log_likelihoods = generated_log_likelihood(out, prompt_length, self.config.sep_token_id)  # (K,)
+        # An answer is what was written after the prompt (an encoder-decoder's prompt holds the question); a caption
+        # keeps the words it was asked to start with.
+        written = out.sequences if keep_prompt else out.sequences[:, prompt_length:]
+        return ranked(self.processor.decode(written), log_likelihoods)
 
     def patch_states(self, image) -> np.ndarray:
         """(N, H) the image encoder's patch states for one picture (its [CLS] left out), from the cache."""
@@ -205,7 +209,7 @@ class EmbeddedBackbone(Backbone):
         max_new_tokens = min(max_new_tokens, self.config.max_text_length - len(start_ids))
         num_return = 1 if decoding == "greedy" else num_captions
         prompt = {"input_ids": start, "encoder_hidden_states": image_embeds}
-        ranked = self._generate(prompt, decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed)
+        ranked = self._generate(prompt, decoding, num_beams, top_p, temperature, max_new_tokens, num_return, seed, keep_prompt=True)
         return Caption(text=ranked[0][0], score=ranked[0][1], candidates=ranked[:num_captions])
 
     @torch.inference_mode()
