@@ -48,20 +48,9 @@ PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights: 46.1 minutes). Before, 1,800
     # joint steps took 61-63 minutes on slower days, and their last 150 added 0.005 to validation accuracy.
     "full": TrainConfig(preset="full", steps=1650),
-    # A classroom run in under 10 minutes on 2 CPU cores. Each change was compared on a GPU machine
-    # (`bench/sweep_presets.py`; val accuracy, 100 scenes; all runs in `bench/results/quick_sweep_gpu.txt`).
-    # The earlier quick preset (the full recipe for 200 + 200 steps) ended at 0.58 there, test accuracy 0.61 on the CPU.
-    # - No ITM / ITC: they cost a third of a joint step on the CPU (1.67 -> 1.29 s) and no answer head reads them.
-    #   The caption decoder stays (it costs little), so the quick model still captions.
-    # - Grounding weighted 1.0 instead of 0.2: 0.58 -> 0.66 (no ITM / ITC, 330 joint steps).
-    # - 64 px images: a joint step takes 0.76 s instead of 1.29, so 550 joint steps fit: 0.71.
-    # - [CLS] grounding for existence and counting, the families still at chance (0.45-0.55): 0.71 -> 0.75.
-    # - 8 questions per image instead of 4 (and no caption decoder): 0.95 after 450 joint steps, but at 1.24 s a
-    #   step that is over 10 minutes.
-    # - 380 such steps, fusion from layer 0 in 3 text layers (cheaper), and a cosine that ends at 5e-4 instead of
-    #   3e-5: 0.92 and 0.95 for two seeds.
-    # Existence and negation are learned suddenly, some 100 steps earlier or later from seed to seed: after
-    # 330 joint steps, the nine runs of the variants just before the last ended between 0.73 and 0.89.
+    # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
+    # the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
+    # bench/sweep_presets.py: bench/results/quick_preset_history.md.
     "quick": TrainConfig(
         preset="quick", steps=380, vision_warmup_steps=250, questions_per_image=8, warmup_steps=30, curriculum_steps=40,
         learning_rate=1.5e-3, min_learning_rate=5e-4, eval_every=95, eval_scenes=40,
