@@ -223,10 +223,12 @@ class EmbeddedBackbone(Backbone):
         layers = self.config.fused_layers or [self.config.text_layers - 1]  # a dual encoder's map is read off its last layer
         text_self = None if out.text_self_attentions is None else torch.stack(out.text_self_attentions)[:, 0]  # (L, heads, T, T)
         tokens = self.processor.tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())
-        if answer is None:
-            head = "classifier" if "classifier" in self.capabilities else "generative"
-            answer = self._classify(image, question, 1, None).answer if head == "classifier" else self._generate_answer(
-                image, question, "greedy", 1, 1.0, 1.0, 8, 1, None).answer
+        if answer is None and out.answer_logits is not None:  # the classifier's answer came with this pass
+            answer = self.labels[int(out.answer_logits[0].argmax())]
+        elif answer is None:  # a dual encoder scores statements; an encoder-decoder writes its answer
+            answer = (self._classify(image, question, top_k=1, candidates=None) if "classifier" in self.capabilities else
+                      self._generate_answer(image, question, decoding="greedy", num_beams=1, top_p=1.0, temperature=1.0,
+                                            max_new_tokens=8, top_k=1, seed=None)).answer
         return AttentionMaps(
             cross=maps.float().numpy(),
             tokens=tokens,
