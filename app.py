@@ -19,10 +19,13 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP reques
 # The default model is loaded once, here, and shared by every session that does not choose another
 # in the Model tab. If it can't be loaded (e.g. weights/shapes-vlp not trained yet) the page still
 # starts, says why, and retries on the next request.
-use_model_threads()
-models = ModelManager()
-models.preload()
-demo = build_demo(models)
+# A live training (classroom mode) runs in a child process that starts by importing this file again, as
+# "__mp_main__": it must not load a model and build a second page.
+if __name__ != "__mp_main__":
+    use_model_threads()
+    models = ModelManager()
+    models.preload()
+    demo = build_demo(models)
 
 if __name__ == "__main__":
     demo.launch(**launch_kwargs())

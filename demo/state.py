@@ -42,6 +42,8 @@ ProgressFn = Callable[[float, str], None]
 DEFAULT_MEMORY_BUDGET = 3_000 * 1_000_000
 #: Where shipped models live: every folder below it (two levels deep) holding an embedded model is offered.
 WEIGHTS_DIR = DEFAULT_MODEL_DIR.parent
+#: The architecture zoo's members, one folder each: what the Learn tab compares.
+ZOO_DIR = WEIGHTS_DIR / "zoo"
 #: The one message for a model that is not offered: the same whether or not such a folder or hub id
 #: exists, so that it tells a visitor nothing about the server.
 NOT_OFFERED = "That model is not offered on this server. Choose one from the list."
@@ -81,6 +83,7 @@ class Offer:
     label: str
     available: bool = True
     reason: str = ""  # why it is unavailable, in words a visitor may read
+    listed: bool = True  # False: selectable only by the session that holds its key (a model trained live)
 
 
 @dataclass
@@ -158,7 +161,22 @@ class ModelManager:
         with self._state_lock:
             if self._offers is None:
                 self._offers = {o.key: o for o in self._build_offers()}
-            return list(self._offers.values())
+            return [o for o in self._offers.values() if o.listed]
+
+    def zoo_offers(self) -> dict[str, Offer]:
+        """The architecture zoo's members on offer, by member name (the folder's name)."""
+        return {Path(o.source).name: o for o in self.offers() if Path(o.source).parent.resolve() == ZOO_DIR.resolve()}
+
+    def register_trained(self, folder: str | Path, label: str) -> str:
+        """Offer a model trained on this server to the session that trained it: an unlisted key, unguessable,
+        that only that session holds."""
+        import secrets
+
+        key = f"trained/{secrets.token_hex(8)}"
+        self.offers()
+        with self._state_lock:
+            self._offers[key] = Offer(key, str(folder), label, listed=False)
+        return key
 
     def _build_offers(self) -> list[Offer]:
         default = Offer(self._public_key(self.source), self.source, f"{self._public_name(self.source)} (default, embedded)")
@@ -226,18 +244,19 @@ class ModelManager:
         with self._state_lock:
             return any(source == self.source for source, _ in self._cache)
 
-    def current(self, key: str | None = None, progress: ProgressFn | None = None) -> Backbone:
-        """The model a session answers with (None: the default), loaded on first use."""
-        return self.entry(key, progress).backbone
+    def current(self, key: str | None = None, progress: ProgressFn | None = None, wait_s: float = 0.0) -> Backbone:
+        """The model a session answers with (None: the default), loaded on first use.
+        wait_s: how long to wait for another load to finish before saying the server is busy."""
+        return self.entry(key, progress, wait_s).backbone
 
-    def entry(self, key: str | None = None, progress: ProgressFn | None = None) -> Loaded:
+    def entry(self, key: str | None = None, progress: ProgressFn | None = None, wait_s: float = 0.0) -> Loaded:
         """The cache entry of a session's served model: the backbone, its load time, memory and serving note."""
         source = self._source(key)
         for scheme in dict.fromkeys((self.serving_scheme, None)):  # a full-precision fallback is cached under None
             found = self._cached((source, scheme))
             if found is not None and (scheme == self.serving_scheme or found.note):
                 return found
-        return self._load_served(source, progress)
+        return self._load_served(source, progress, wait_s)
 
     def served_scheme(self, key: str | None = None) -> str | None:
         """The quantization a session's model really has (None: full precision, also after a fallback)."""
@@ -283,20 +302,21 @@ class ModelManager:
                 self._cache.move_to_end(cache_key)
             return found
 
-    def _load_served(self, source: str, progress: ProgressFn | None) -> Loaded:
+    def _load_served(self, source: str, progress: ProgressFn | None, wait_s: float = 0.0) -> Loaded:
         """`source` with the serving scheme, or in full precision where this machine lacks that scheme."""
         if self.serving_scheme is None:
-            return self._load(source, None, progress)
+            return self._load(source, None, progress, wait_s)
         try:
-            return self._load(source, self.serving_scheme, progress)
+            return self._load(source, self.serving_scheme, progress, wait_s)
         except vqa.UnsupportedError as exc:  # the scheme, not the model, is what failed: e.g. no int8 engine here
             log.warning("Could not load %s with %s (%s); serving it in full precision", source, self.serving_scheme, exc)
-            loaded = self._load(source, None, progress)
+            loaded = self._load(source, None, progress, wait_s)
             loaded.note = f"Served in full precision: {self.serving_scheme} is not available here ({exc})"
             return loaded
 
-    def _load(self, source: str, scheme: str | None, progress: ProgressFn | None) -> Loaded:
-        if not self._load_lock.acquire(blocking=False):
+    def _load(self, source: str, scheme: str | None, progress: ProgressFn | None, wait_s: float = 0.0) -> Loaded:
+        acquired = self._load_lock.acquire(timeout=wait_s) if wait_s > 0 else self._load_lock.acquire(blocking=False)
+        if not acquired:
             raise BusyError(BUSY)
         try:
             found = self._cached((source, scheme))  # loaded by the request that held the lock just before

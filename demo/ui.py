@@ -1,4 +1,4 @@
-"""The page: one gr.Blocks with the picture and question on the left and five tabs on the right.
+"""The page: one gr.Blocks with the picture and question on the left and six tabs on the right.
 
 `build_demo(models)` builds it (with its queue settings); `launch_kwargs()` holds the
 serving settings that belong to `launch()`. app.py, the tests and the benchmark all
@@ -22,6 +22,8 @@ from demo.handlers import (
     quantization_choices,
     quantization_table,
 )
+from demo.classroom import CLASSROOM_OFF, QUICK_RECIPE, ClassroomTraining
+from demo.learn import MAX_MEMBERS, TABLE_HEADERS, LearnHandlers
 from demo.make_examples import load_examples
 from demo.state import ModelManager
 from demo.upload_limits import UploadLimiter, UploadLimitMiddleware
@@ -108,14 +110,18 @@ def _radio(setting: settings.ChoiceSetting, **kwargs) -> gr.Radio:
     return gr.Radio(list(setting.choices), value=setting.default, **{"label": setting.label, **kwargs})
 
 
-def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float | None = None) -> gr.Blocks:
+def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float | None = None,
+               classroom: ClassroomTraining | None = None) -> gr.Blocks:
     """The whole page, bound to `models` (default: $VQA_MODEL or weights/shapes-vlp, loaded on first use).
     Every model event takes the session's model key (a gr.State) as its last input.
-    attention_state_ttl_s: how long the Attention tab's state lives (default: $VQA_ATTENTION_TTL_S or 30 minutes)."""
+    attention_state_ttl_s: how long the Attention tab's state lives (default: $VQA_ATTENTION_TTL_S or 30 minutes).
+    classroom: live training (default: on only with $VQA_CLASSROOM=1)."""
     if attention_state_ttl_s is None:
         attention_state_ttl_s = float(os.environ.get("VQA_ATTENTION_TTL_S", ATTENTION_STATE_TTL_S))
     models = models or ModelManager()
     h = Handlers(models)
+    learn = LearnHandlers(models)
+    classroom = classroom or ClassroomTraining(models)
     # preprocess=False: handlers get the upload as Gradio's file dict ({"path": ...}) without Gradio opening it.
     # Plain gr.Image preprocessing decodes the file with PIL before our code runs, so a non-image upload would
     # fail inside Gradio with a message nobody understands; vqa.image_io checks size, format and decompression
@@ -230,6 +236,51 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
                         load_status = gr.Markdown(label="Load status")
                         model_facts = gr.Markdown(h.model_facts() if models.loaded else "", label="Model facts")
 
+                    with gr.Tab("Learn", id="learn"):
+                        _help(
+                            "The same picture and question answered by different architectures of the field, all trained on the same "
+                            "data for the same few minutes. Where does each one let words meet the picture, and does it matter?"
+                        )
+                        learn_members = gr.CheckboxGroup(
+                            learn.member_choices(), value=learn.default_members(), label=f"Architectures to compare (up to {MAX_MEMBERS})", elem_id="learn-members"
+                        )
+                        compare_models_button = gr.Button("Compare architectures", variant="primary", elem_id="compare-models-button")
+                        comparison_table = gr.Dataframe(headers=TABLE_HEADERS, label="Side by side", interactive=False, wrap=True, elem_id="comparison-table")
+                        member_slots = []
+                        with gr.Row(equal_height=False):
+                            for index in range(MAX_MEMBERS):
+                                with gr.Column(min_width=180):
+                                    member_slots += [
+                                        gr.Markdown(visible=False, elem_classes="vqa-member-card"),
+                                        gr.Image(label="Where it looked", visible=False, interactive=False, format="png", height=200, elem_classes="vqa-member-heat", buttons=["fullscreen"]),
+                                        gr.Image(label="How it is built", visible=False, interactive=False, format="png", elem_classes="vqa-member-diagram", buttons=["fullscreen"]),
+                                    ]
+                        with gr.Accordion("What the zoo's plots show", open=False):
+                            for title, picture, caption in learn.plots():
+                                gr.Markdown(f"**{title}**  \n{caption}")
+                                gr.Image(picture, show_label=False, interactive=False, format="png", buttons=["fullscreen"])
+                        with gr.Accordion("Watch a model learn (classroom mode)", open=classroom.enabled):
+                            if not classroom.enabled:
+                                gr.Markdown(f"*{CLASSROOM_OFF}*", elem_id="classroom-off")
+                            with gr.Row():
+                                train_recipe = gr.Dropdown(classroom.recipe_choices(), value=QUICK_RECIPE, label="Recipe", interactive=classroom.enabled)
+                                train_minutes = _slider(settings.TRAIN_MINUTES, interactive=classroom.enabled)
+                            with gr.Row():
+                                train_button = gr.Button("Train", variant="primary", interactive=classroom.enabled, elem_id="train-button")
+                                stop_button = gr.Button("Stop", variant="stop", interactive=classroom.enabled, elem_id="stop-button")
+                            train_status = gr.Markdown(label="Training status", elem_id="train-status")
+                            with gr.Row():
+                                # colour maps fixed up front: a series that first appears in a later update would otherwise not be drawn
+                                loss_plot = gr.LinePlot(
+                                    x="minutes", y="loss", color="phase", color_map={"perception": "#d97706", "joint": "#4f46e5"},
+                                    title="Training loss (smoothed)", x_title="minutes", y_title="loss", elem_id="loss-plot",
+                                )
+                                accuracy_plot = gr.LinePlot(
+                                    x="minutes", y="accuracy", color="head", color_map={"classifier": "#4f46e5", "generative": "#059669"},
+                                    title="Validation accuracy (questions it never trained on)",
+                                    x_title="minutes", y_title="accuracy", y_lim=[0, 1], elem_id="accuracy-plot",
+                                )
+
         # ----- events ----------------------------------------------------------------------------
         ask_inputs = [image, question, top_k, decoding, num_beams, top_p, temperature, max_new_tokens, model_key]
         ask_outputs = [classifier_label, generative_label, badge, classifier_note, generative_note]
@@ -269,6 +320,16 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
             api_name="load_model", concurrency_id="load", concurrency_limit=LOAD_CONCURRENCY, preprocess=False,
         )
         demo.load(h.refresh, model_key, [model_facts, header], api_name="refresh", api_visibility="private", concurrency_id="draw")
+
+        compare_models_button.click(
+            learn.compare_models, [image, question, learn_members], [comparison_table, *member_slots], api_name="compare_models", **model_event,
+        )
+        # Two at a time, so that a second request reaches the handler and hears that a run is going on.
+        train_button.click(
+            classroom.train_live, [train_recipe, train_minutes, model_key], [train_status, loss_plot, accuracy_plot, model_choice, model_key, header],
+            api_name="train_live", concurrency_id="train", concurrency_limit=2, preprocess=False,
+        )
+        stop_button.click(classroom.stop_live, None, train_status, api_name="stop_live", queue=False)
 
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
     demo.models = models  # for tests and app.py

@@ -312,7 +312,7 @@ def test_missing_default_model_is_reported_not_crashing(tmp_path, image_path):
 def test_build_demo_has_the_api(handlers):
     page = build_demo(handlers.models)
     names = {d.api_name for d in page.fns.values() if d.api_visibility == "public"}
-    assert {"ask", "caption", "explain", "compare_quantized", "load_model"} <= names
+    assert {"ask", "caption", "explain", "compare_quantized", "load_model", "compare_models", "train_live", "stop_live"} <= names
 
 
 def test_examples_gallery(tmp_path):

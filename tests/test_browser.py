@@ -179,3 +179,38 @@ def test_a_photograph_gets_the_amber_notice_and_a_shapes_scene_the_badge(chromiu
             expect(page.locator("#agreement .vqa-badge")).to_contain_text("agree")
         finally:
             browser.close()
+
+
+def test_learn_tab_compares_three_architectures_side_by_side(chromium, shipped_app_url):
+    """A teacher opens Learn, keeps three architectures, compares them on an example: three answers, three
+    attention maps and three diagrams appear, and the fourth slot stays hidden."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not (ROOT / "weights" / "zoo" / "med-mid" / "model.safetensors").exists():
+        pytest.skip("no architecture zoo in weights/zoo")
+    expect.set_options(timeout=60_000)  # loading three members for the first time
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
+            page.goto(shipped_app_url, wait_until="domcontentloaded")
+            page.locator("#examples table tbody tr").first.click()  # fills the image and the question
+            expect(page.locator("#image img").first).to_be_visible()
+            page.get_by_role("tab", name="Learn").click()
+            page.locator("#learn-members").get_by_label("encoder-decoder").uncheck()  # four by default: keep three
+            page.locator("#compare-models-button").click()
+
+            titles = page.locator(".vqa-member-card:visible h3")
+            expect(titles).to_have_count(3)
+            assert sorted(t.inner_text().strip() for t in titles.all()) == ["dual-stream", "med-mid", "single-stream"]
+            expect(page.locator("#comparison-table")).to_contain_text("single-stream")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.vqa-member-heat img')].filter(i => i.complete && i.naturalWidth > 0).length === 3"
+            )
+            expect(page.locator(".vqa-member-diagram img")).to_have_count(3)
+            answers = [strong.inner_text().strip() for strong in page.locator(".vqa-member-card:visible p strong").all()]
+            assert len(answers) == 3 and all(answers), answers
+            page.screenshot(path=str(ARTIFACTS / "browser_learn.png"), full_page=True)
+        finally:
+            browser.close()

@@ -98,6 +98,7 @@ ANSWER_TOKENS = NumberSetting("max_new_tokens", "Max tokens", 8, 1, 16)
 CAPTION_TOKENS = NumberSetting("max_new_tokens", "Max tokens", 40, 1, 40)
 NUM_CAPTIONS = NumberSetting("num_captions", "Captions", 3, 1, 5)
 SEED = NumberSetting("seed", "Seed", 0, 0, 2**32 - 1)
+TRAIN_MINUTES = NumberSetting("minutes", "Training minutes", 3, 1, 10, step=0.5, integer=False)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -52,11 +53,16 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtype = torch.float16, progress: bool = True,
-          replica_file: str | Path | None = None) -> dict:
+          replica_file: str | Path | None = None, on_record: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> dict:
     """Train, validate every `eval_every` steps, save model + processor + logs to `out_dir`.
     replica_file: a path with "{rank}" in it where every process saves its own copy of the trained parameters
     and the loss of every step, to check that distributed training kept the copies identical and trained on the
-    global batch."""
+    global batch.
+    on_record: called on the main process with a record after every step ({"step", "phase", "minutes", "loss"})
+    and with each validation record, for a live plot.
+    should_stop: asked after every step; True ends training there, and what has been learned is saved (a
+    single-process run: each process would have to agree on stopping)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from tqdm.auto import tqdm
@@ -119,8 +125,12 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
         for k, v in zip(losses, global_losses):
             running[k] = 0.9 * running.get(k, v) + 0.1 * v
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items() if k in ("total", "classifier", "generative", "caption", "patch", "grounding", "mlm", "recon")})
+        stopping = should_stop is not None and should_stop()
+        if on_record is not None and accelerator.is_main_process:
+            on_record({"step": step + 1, "phase": "perception" if perceiving else "joint", "minutes": round((time.time() - start) / 60, 3),
+                       "loss": global_losses[list(losses).index("total")]})
         perception_done = perceiving and step + 1 == train_config.vision_warmup_steps
-        is_eval = not perceiving and ((joint_step + 1) % train_config.eval_every == 0 or step + 1 == total_steps)
+        is_eval = not perceiving and ((joint_step + 1) % train_config.eval_every == 0 or step + 1 == total_steps or stopping)
         if perception_done or is_eval:  # every process validates its share of the scenes
             metrics = validate(
                 inner, processor, batches, train_config.eval_scenes, answers=is_eval,
@@ -131,13 +141,17 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
             record = {"step": step + 1, "phase": "perception" if perceiving else "joint", "minutes": round((time.time() - start) / 60, 2), "lr": scheduler.get_last_lr()[0], **{f"loss_{k}": round(v, 4) for k, v in running.items()}, **metrics}
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
+            if on_record is not None:
+                on_record(record)
             bar.write(json.dumps(record))
             # a loadable snapshot at every evaluation: inspect a long run while it trains
             snapshot = out_dir / "checkpoint"
             inner.save_pretrained(snapshot)
             processor.save_pretrained(snapshot)
+        if stopping:
+            break
     accelerator.wait_for_everyone()
-    summary = {"train_minutes": round((time.time() - start) / 60, 2), "total_steps": total_steps}
+    summary = {"train_minutes": round((time.time() - start) / 60, 2), "total_steps": total_steps, "steps_done": step + 1}
     if replica_file is not None:
         replica = {"parameters": {name: p.detach().cpu() for name, p in inner.named_parameters()}, "losses": step_losses}
         torch.save(replica, str(replica_file).format(rank=accelerator.process_index))

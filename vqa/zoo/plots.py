@@ -108,3 +108,40 @@ def write_plots(results: dict, out_dir: Path) -> list[Path]:
         if (out_dir / filename).exists():
             written.append(out_dir / filename)
     return written
+
+
+def plot_captions(results: dict) -> dict[str, str]:
+    """Two or three plain sentences per plot for a student, with the figures read from `results`."""
+    members = results["members"]
+    answering = {n: m for n, m in members.items() if {"classifier", "lm"} & set(m["heads"])}
+    best = max(answering, key=lambda n: answering[n]["test_accuracy"])
+    family_means = {f: np.nanmean([m["test"]["families"].get(f, {}).get(m["best_head"], np.nan) for m in answering.values()]) for f in FAMILIES}
+    hardest = min(family_means, key=family_means.get)
+    captions = {
+        "family_accuracy.png": (
+            "Each row is one architecture, each column one kind of question; the brighter the cell, the more answers were right. "
+            f"{best} is the brightest row ({answering[best]['test_accuracy']:.0%} of all test questions). "
+            f"The darkest column, “{FAMILY_LABELS.get(hardest, hardest)}” questions ({family_means[hardest]:.0%} on average), is where most architectures still struggle."
+        ),
+    }
+    climbing = [n for n, m in answering.items() if len(m["curve"]) >= 2 and (m["curve"][-1]["val_accuracy"] or 0) - (m["curve"][-2]["val_accuracy"] or 0) > 0.02]
+    minutes = results.get("minutes_per_member")
+    captions["learning_curves.png"] = (
+        f"Every architecture got the same {minutes:g} minutes of training; each dot is a check on questions it never trained on. "
+        "A steep line learns fast; a line that is still climbing at the right edge would gain from more time"
+        + (f": {', '.join(climbing)}." if climbing else ".")
+    )
+    med = sorted(((m["fusion_layer"], n, m["test_accuracy"]) for n, m in members.items() if n.startswith("med-")), key=lambda t: t[0])
+    if med:
+        points = ", ".join(f"layer {layer} ({name}): {accuracy:.0%}" for layer, name, accuracy in med)
+        captions["fusion_layer.png"] = (
+            "Three copies of the same BLIP-style model that differ in one thing: the first text layer that looks at the image. "
+            f"Test accuracy: {points}. Each was trained once, so a difference of a few points can be the luck of "
+            "the random start rather than the fusion layer."
+        )
+    cheapest = min(members, key=lambda n: members[n]["parameters"])
+    captions["costs.png"] = (
+        f"Size, speed and where each model looks. {cheapest} is the smallest ({members[cheapest]['parameters'] / 1e6:.1f} M parameters). "
+        "Pointing accuracy counts how often the brightest spot of the attention map lands on the object the question is about."
+    )
+    return captions

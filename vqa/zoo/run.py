@@ -20,7 +20,8 @@ from vqa.data.splits import make_example
 from vqa.evaluation import evaluate
 from vqa.model import load_architecture
 from vqa.training import train
-from vqa.zoo.members import MEMBERS, fit_to_budget, member_recipe
+from vqa.training.budget import fit_to_budget
+from vqa.zoo.members import MEMBERS, member_recipe
 
 LATENCY_IMAGES = 20
 
