@@ -56,6 +56,7 @@ CAPABILITY_WORDS = {
     "caption": "describe the picture in a sentence (captions)",
     "explain": "show where it looked (attention maps)",
     "itm": "check whether a sentence matches the picture (image-text matching)",
+    "retrieval": "find pictures by a sentence or by another picture (image-text contrastive embeddings)",
 }
 
 # matplotlib's pyplot keeps global state and is not thread-safe: one figure at a time.

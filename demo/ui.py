@@ -1,4 +1,4 @@
-"""The page: one gr.Blocks with the picture and question on the left and six tabs on the right.
+"""The page: one gr.Blocks with the picture and question on the left and seven tabs on the right.
 
 `build_demo(models)` builds it (with its queue settings); `launch_kwargs()` holds the
 serving settings that belong to `launch()`. app.py, the tests and the benchmark all
@@ -25,6 +25,7 @@ from demo.handlers import (
 from demo.classroom import CLASSROOM_OFF, QUICK_RECIPE, ClassroomTraining
 from demo.learn import MAX_MEMBERS, TABLE_HEADERS, LearnHandlers
 from demo.make_examples import load_examples
+from demo.search import HIT_HEADERS, IMAGE_QUERY, SESSION_GALLERY_MAX, TEXT_QUERY, SearchHandlers
 from demo.state import ModelManager
 from demo.upload_limits import UploadLimiter, UploadLimitMiddleware
 from vqa import settings
@@ -121,6 +122,7 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
     models = models or ModelManager()
     h = Handlers(models)
     learn = LearnHandlers(models)
+    finder = SearchHandlers(models)
     classroom = classroom or ClassroomTraining(models)
     # preprocess=False: handlers get the upload as Gradio's file dict ({"path": ...}) without Gradio opening it.
     # Plain gr.Image preprocessing decodes the file with PIL before our code runs, so a non-image upload would
@@ -225,6 +227,32 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
                             quant_heat = gr.Image(label="Heatmap quantized", format="png", interactive=False, height=220)
                             diff_heat = gr.Image(label="|Difference|", format="png", interactive=False, height=220)
 
+                    with gr.Tab("Search", id="search"):
+                        _help(
+                            "Find pictures by a sentence, or by the current picture. **ITC** compares one vector of the query with one "
+                            "vector per picture, all at once; **ITM** then reads your words together with each candidate and re-orders them."
+                        )
+                        with gr.Row():
+                            search_text = gr.Textbox(label="Search for", placeholder="a large red circle and a small blue square", scale=3, elem_id="search-text")
+                            search_kind = gr.Radio([TEXT_QUERY, IMAGE_QUERY], value=TEXT_QUERY, label="Search by", scale=2)
+                        with gr.Row():
+                            search_rerank = gr.Checkbox(value=True, label="Re-rank with ITM")
+                            search_top_k = gr.Slider(1, 16, value=8, step=1, label="Pictures to show")
+                        search_button = gr.Button("Search", variant="primary", elem_id="search-button")
+                        search_note = gr.Markdown(label="What the order means")
+                        search_hits = gr.Gallery(label="Best first (click one: where did the words match?)", columns=4, height="auto", object_fit="contain", allow_preview=False, elem_id="search-hits")
+                        search_table = gr.Dataframe(headers=HIT_HEADERS, label="Scores", interactive=False, elem_id="search-table")
+                        with gr.Row(equal_height=False):
+                            search_heat = gr.Image(label="Where the words matched", format="png", interactive=False, height=260, elem_id="search-heat", elem_classes="vqa-heat")
+                            search_heat_text = gr.Markdown(label="About the map")
+                        with gr.Accordion(f"Your own gallery (up to {SESSION_GALLERY_MAX} pictures; only you see them)", open=False):
+                            with gr.Row():
+                                add_picture_button = gr.Button("Add the current picture")
+                                clear_pictures_button = gr.Button("Clear my gallery")
+                            session_gallery_note = gr.Markdown("Your gallery is empty.")
+                        session_pictures = gr.State([], time_to_live=attention_state_ttl_s)
+                        search_state = gr.State(None, time_to_live=attention_state_ttl_s)
+
                     with gr.Tab("Model", id="model"):
                         _help("Which model answers your questions. Your choice is yours alone: other visitors keep theirs.")
                         with gr.Row():
@@ -268,16 +296,20 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
                             with gr.Row():
                                 train_button = gr.Button("Train", variant="primary", interactive=classroom.enabled, elem_id="train-button")
                                 stop_button = gr.Button("Stop", variant="stop", interactive=classroom.enabled, elem_id="stop-button")
+                            _help(
+                                "The loss first falls while only the vision tower learns to see; it jumps when every objective joins in, "
+                                "then falls again. Validation accuracy is measured on pictures and questions it never trained on."
+                            )
                             train_status = gr.Markdown(label="Training status", elem_id="train-status")
                             with gr.Row():
-                                # colour maps fixed up front: a series that first appears in a later update would otherwise not be drawn
+                                # one line: a series that first appears in a later update is not drawn by the plot
                                 loss_plot = gr.LinePlot(
-                                    x="minutes", y="loss", color="phase", color_map={"perception": "#d97706", "joint": "#4f46e5"},
-                                    title="Training loss (smoothed)", x_title="minutes", y_title="loss", elem_id="loss-plot",
+                                    x="minutes", y="loss", title="Training loss (smoothed)",
+                                    x_title="minutes", y_title="loss", elem_id="loss-plot",
                                 )
                                 accuracy_plot = gr.LinePlot(
                                     x="minutes", y="accuracy", color="head", color_map={"classifier": "#4f46e5", "generative": "#059669"},
-                                    title="Validation accuracy (questions it never trained on)",
+                                    title="Validation accuracy",
                                     x_title="minutes", y_title="accuracy", y_lim=[0, 1], elem_id="accuracy-plot",
                                 )
 
@@ -320,6 +352,16 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
             api_name="load_model", concurrency_id="load", concurrency_limit=LOAD_CONCURRENCY, preprocess=False,
         )
         demo.load(h.refresh, model_key, [model_facts, header], api_name="refresh", api_visibility="private", concurrency_id="draw")
+
+        search_inputs = [search_text, image, search_kind, search_rerank, search_top_k, session_pictures, model_key]
+        search_outputs = [search_hits, search_table, search_note, search_state]
+        search_button.click(finder.search, search_inputs, search_outputs, api_name="search", **model_event)
+        search_text.submit(finder.search, search_inputs, search_outputs, api_name="search_on_enter", api_visibility="private", **model_event)
+        search_hits.select(finder.where_words_matched, [search_state, model_key], [search_heat, search_heat_text],
+                           api_name="search_hit_map", api_visibility="private", **model_event)
+        add_picture_button.click(finder.add_picture, [image, session_pictures], [session_pictures, session_gallery_note],
+                                 api_name="add_picture", api_visibility="private", concurrency_id="draw", preprocess=False)
+        clear_pictures_button.click(finder.clear_pictures, None, [session_pictures, session_gallery_note], api_name="clear_pictures", **ui_only)
 
         compare_models_button.click(
             learn.compare_models, [image, question, learn_members], [comparison_table, *member_slots], api_name="compare_models", **model_event,

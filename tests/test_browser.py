@@ -214,3 +214,30 @@ def test_learn_tab_compares_three_architectures_side_by_side(chromium, shipped_a
             page.screenshot(path=str(ARTIFACTS / "browser_learn.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_search_tab_finds_pictures_by_a_sentence_and_shows_where_the_words_matched(chromium, shipped_app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    from vqa.data.splits import make_example
+
+    if not (ROOT / "demo" / "gallery" / "index.json").exists():
+        pytest.skip("no shipped search gallery in demo/gallery")
+    expect.set_options(timeout=60_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
+            page.goto(shipped_app_url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Search").click()
+            page.locator("#search-text textarea").fill(make_example("test", 17).captions[0])
+            page.locator("#search-button").click()
+            expect(page.locator("#search-table")).to_contain_text("test_0017")
+            thumbnails = page.locator("#search-hits img")
+            expect(thumbnails).to_have_count(8)
+            thumbnails.first.click()
+            page.wait_for_function("() => [...document.querySelectorAll('.vqa-heat img')].some(i => i.complete && i.naturalWidth > 0 && i.closest('#search-heat'))")
+            page.screenshot(path=str(ARTIFACTS / "browser_search.png"), full_page=True)
+        finally:
+            browser.close()

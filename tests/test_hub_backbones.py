@@ -255,9 +255,11 @@ def test_blip_itm_ranks_candidates_and_scores_matches(models):
     backbone, image = models["itm"], scene()
     result = backbone.answer(image, QUESTION, head="classifier", candidates=["red", "blue", "a circle"], top_k=3)
     assert result.head == "rank" and sum(p for _, p in result.candidates) == pytest.approx(1.0, abs=1e-5)
-    rows = backbone.match(image, ["a red square", "a blue circle"])
+    rows = backbone.score_texts(image, ["a red square", "a blue circle"])
     assert [r["text"] for r in rows] == ["a red square", "a blue circle"]
     assert all(0 <= r["itm_probability"] <= 1 and -1 <= r["itc_similarity"] <= 1 for r in rows)
+    # the one Backbone.match: the same ITM probability as a float
+    assert backbone.match(image, "a red square") == pytest.approx(rows[0]["itm_probability"], abs=1e-5)
     maps = backbone.explain(image, QUESTION, answer="red")
     assert maps.cross.shape[-2:] == CONFIG_GRID and maps.tokens[-2] == "red"
     assert_rows_normalised(maps.cross)

@@ -1,10 +1,11 @@
-"""Command line: `python -m vqa {ask,caption,train,zoo,evaluate,export-data,build-tokenizer}`."""
+"""Command line: `python -m vqa {ask,caption,train,zoo,evaluate,index,search,export-data,build-tokenizer}`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
 
 def _train(args) -> int:
@@ -92,11 +93,60 @@ def _caption(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from vqa.evaluation import evaluate
+    from vqa.errors import InputError
+    from vqa.evaluation import evaluate, evaluate_retrieval
 
+    if args.task == "retrieval" and args.data:
+        raise InputError("--task retrieval searches generated scenes by their captions; it does not read --data.")
     model = _load_model(args)
+    if args.task == "retrieval":
+        report = evaluate_retrieval(model, split=args.split, num_scenes=args.num_scenes, rerank_candidates=args.rerank_candidates,
+                                    progress=sys.stderr.isatty())
+        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+        return 0
     report = evaluate(model, split=args.split, data=args.data, num_scenes=args.num_scenes, compositional_scenes=args.num_scenes and max(1, args.num_scenes // 2))
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+def _index_build(args) -> int:
+    from vqa.retrieval import build_index
+
+    model = _load_model(args)
+    report = build_index(model, args.images, args.out, batch_size=args.batch_size, progress=not args.no_progress)
+    for name, reason in report.unreadable:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(json.dumps({"added": report.added, "already_indexed": report.already_indexed, "unreadable": len(report.unreadable),
+                      "total": report.total, "model": model.name}))
+    return 0
+
+
+def _search(args) -> int:
+    from pathlib import Path
+
+    from vqa.errors import InputError
+    from vqa.retrieval import GalleryIndex
+
+    if (args.query is None) == (args.image is None):
+        raise InputError("Search with a text or with --image FILE (one of the two).")
+    gallery = GalleryIndex.open(args.index)
+    model = _load_model(args)
+    query = args.query if args.image is None else Path(args.image)
+    start = time.perf_counter()
+    hits = model.search(query, gallery, top_k=args.top_k, rerank=not args.no_rerank)
+    latency_ms = (time.perf_counter() - start) * 1000
+    reranked = any(hit.itm_score is not None for hit in hits)
+    if args.json:
+        print(json.dumps({"query": args.query, "image": args.image and Path(args.image).name, "reranked": reranked,
+                          "latency_ms": round(latency_ms, 1), "hits": [
+                              {"rank": rank, "path": hit.path, "itc_score": round(hit.itc_score, 4),
+                               "itm_score": None if hit.itm_score is None else round(hit.itm_score, 4),
+                               "rank_before_rerank": hit.rank_before_rerank} for rank, hit in enumerate(hits, 1)]}))
+        return 0
+    for rank, hit in enumerate(hits, 1):
+        itm = "" if hit.itm_score is None else f"  itm={hit.itm_score:.3f}"
+        moved = f"  (ITC rank {hit.rank_before_rerank})" if reranked and hit.rank_before_rerank != rank else ""
+        print(f"{rank:>3}. {hit.path}  itc={hit.itc_score:.3f}{itm}{moved}")
     return 0
 
 
@@ -150,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
+    from vqa.retrieval import RERANK_CANDIDATES
+    from vqa.retrieval.index import BUILD_BATCH
     from vqa.zoo.members import MEMBERS
 
     p = sub.add_parser("zoo", help="train, measure and plot the architecture zoo on the same data and CPU budget")
@@ -185,8 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(run=_caption)
 
-    p = sub.add_parser("evaluate", help="accuracy, per-family, compositional, caption and pointing metrics")
-    p.add_argument("--split", default="test", choices=["val", "test", "compositional"],
+    p = sub.add_parser("evaluate", help="accuracy, per-family, compositional, caption and pointing metrics; or search recall")
+    p.add_argument("--task", default="vqa", choices=["vqa", "retrieval"],
+                   help="vqa (default): answers, captions and pointing; retrieval: text->image and image->text recall@1/5/10 "
+                        "with each scene's first caption as the query, by ITC alone and with ITM re-ranking")
+    p.add_argument("--rerank-candidates", type=int, help=f"retrieval: ITC hits re-scored by ITM per query (default: {RERANK_CANDIDATES.default})")
+    p.add_argument("--split", default="test", choices=["val", "test", "compositional", "unseen_phrasing", "unseen_style"],
                    help="generated split to evaluate on; test also scores the compositional split (default: %(default)s)")
     p.add_argument("--data", help="a JSONL file {image, question, answers[, family, referent_box]} instead of a generated split")
     p.add_argument("--num-scenes", type=int, help="evaluate on the first N scenes only (compositional: N/2)")
@@ -194,9 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(run=_evaluate)
 
+    p = sub.add_parser("index", help="build a gallery index to search pictures by text or by picture")
+    index_commands = p.add_subparsers(dest="index_command", required=True, help="build: embed a folder of pictures into an index")
+    p = index_commands.add_parser("build", help="embed a folder of pictures into an index folder (resumable: known pictures are skipped)")
+    p.add_argument("--images", required=True, help="folder of pictures (PNG, JPEG, WEBP, GIF or BMP; subfolders too)")
+    p.add_argument("--out", required=True, help="index folder to create or add to")
+    p.add_argument("--batch-size", type=int, default=BUILD_BATCH, help="pictures embedded per forward pass (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _model_args(p)
+    p.set_defaults(run=_index_build)
+
+    p = sub.add_parser("search", help="find pictures in a gallery index by a text or by a picture")
+    p.add_argument("index", help="index folder (python -m vqa index build)")
+    p.add_argument("query", nargs="?", help="what to look for, in quotes")
+    p.add_argument("--image", help="search by this picture instead of a text")
+    p.add_argument("--top-k", type=int, default=5, help="hits to list, best first (default: %(default)s)")
+    p.add_argument("--no-rerank", action="store_true", help=f"rank by ITC similarity alone, without ITM re-ranking of the top {RERANK_CANDIDATES.default}")
+    p.add_argument("--json", action="store_true", help="print one JSON object: the hits with their ITC and ITM scores")
+    _model_args(p)
+    p.set_defaults(run=_search)
+
     p = sub.add_parser("export-data", help="write generated splits as images + JSONL")
     p.add_argument("--out", required=True, help="output folder: <split>.jsonl files and images/<split>/*.png")
-    p.add_argument("--splits", nargs="+", default=["val", "test", "compositional"], choices=["train", "val", "test", "compositional"],
+    p.add_argument("--splits", nargs="+", default=["val", "test", "compositional"], choices=["train", "val", "test", "compositional", "unseen_phrasing", "unseen_style"],
                    help="splits to write (default: val test compositional)")
     p.add_argument("--num-scenes", type=int, help="scenes per split (train needs it)")
     p.add_argument("--image-size", type=int, default=96, help="image width and height in pixels (default: %(default)s, the training size)")

@@ -11,24 +11,34 @@
 - pointing_accuracy: on questions about one object, the share where the peak of the
   fusion layer's cross-attention from [CLS] (heads averaged; `attention_maps.pointing_map`)
   falls inside the box of the object the answer is about (for a spatial question, the
-  object on that side of the named one).
+  object on that side of the named one);
+- classifier_wrong_kind_rate / generative_wrong_kind_rate: the share of questions answered with another
+  kind of answer than the question asks for (a yes/no or a number to "what shape…?").
+The held-out splits `unseen_phrasing` and `unseen_style` ask the same families in other words or show
+them drawn another way (`vqa/data/unseen_phrasing.py`, `vqa/data/unseen_style.py`).
 Everything runs through the public `Backbone` API, so the figures are what a user gets.
+
+`python -m vqa evaluate --task retrieval --json` measures search instead (`evaluate_retrieval`):
+text→image and image→text recall@1/5/10 on a gallery of generated scenes, by ITC alone and with ITM
+re-ranking.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Iterable
 
 from vqa.attention_maps import peak_inside, pointing_map
 from vqa.backbones.base import Backbone
 from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import SPLIT_SCENES, iter_split, read_jsonl
-from vqa.errors import VQAError
+from vqa.data.vocabulary import FAMILY_ANSWER_KIND, answer_kind
+from vqa.errors import UnsupportedError, VQAError
 from vqa.image_io import load_image
 
+RECALL_AT = (1, 5, 10)
 NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
 
 
@@ -84,6 +94,7 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
         for head in heads:
             if head not in backbone.capabilities:
                 continue
+            result = None
             try:
                 result = backbone.answer(image, record["question"], head=head)
                 score = answer_accuracy(result.answer, record["answers"])
@@ -97,6 +108,8 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
             totals[head] += score
             counts[head] += 1
             per_family[family][head] += score
+            if family in FAMILY_ANSWER_KIND and score == 0.0:
+                totals[f"{head}_wrong_kind"] += answer_kind(result.answer if result is not None else "") != FAMILY_ANSWER_KIND[family]
         box = record.get("referent_box")
         if pointing and box and family in SINGLE_REFERENT_FAMILIES and "explain" in backbone.capabilities:
             totals["pointing"] += float(peak_inside(pointing_map(backbone.explain(image, record["question"])), box))
@@ -110,6 +123,10 @@ def evaluate_records(backbone: Backbone, records: Iterable[dict], heads=("classi
             progress(n)
     result = {f"{head}_accuracy": round(totals[head] / counts[head], 4) for head in heads if counts[head]}
     result["questions"] = max((counts[h] for h in heads), default=0)
+    for head in heads:
+        if counts[head] and any(family in FAMILY_ANSWER_KIND for family in per_family):
+            # answers of another kind than the question asks for ("yes" to "what shape…?"), out of all questions
+            result[f"{head}_wrong_kind_rate"] = round(totals[f"{head}_wrong_kind"] / counts[head], 4)
     result["families"] = {
         family: {**{head: round(values[head] / values["n"], 4) for head in heads if head in backbone.capabilities}, "n": int(values["n"])}
         for family, values in sorted(per_family.items())
@@ -145,3 +162,72 @@ def evaluate(backbone: Backbone, split: str = "test", data: str | None = None, n
         report["compositional_families"] = comp["families"]
         report["compositional_in_domain_rate"] = comp.get("in_domain_rate")
     return report
+
+
+def evaluate_retrieval(backbone: Backbone, split: str = "test", num_scenes: int | None = None, image_size: int = 96,
+                       rerank_candidates: int | None = None, progress: bool = False) -> dict:
+    """Search measured on the first `num_scenes` scenes of `split` (default: all 1,000 test scenes), each
+    scene's canonical caption (its first reference caption) as its text: every caption searched for among the
+    pictures (`text_to_image_r1`, `_r5`, `_r10`) and every picture among the captions (`image_to_text_*`),
+    by ITC alone ("itc") and with the top `rerank_candidates` re-ranked by ITM ("itm_rerank").
+
+    A hit counts when its scene's canonical caption is the query scene's, word for word: scenes with the same
+    objects in the same left-to-right order share that caption (a fifth of the test scenes do, mostly single
+    objects), and nothing in the words tells those pictures apart. "strict" counts only the query's own scene.
+
+    One re-ranked search per query gives both orders: the candidates come back with their ITC rank
+    (`rank_before_rerank`), and the ITC top 10 are among them as long as at least 10 are re-ranked.
+    """
+    from tqdm.auto import tqdm
+
+    from vqa.retrieval import RERANK_CANDIDATES, GalleryIndex
+
+    if "retrieval" not in backbone.capabilities:
+        raise UnsupportedError(f"{backbone.name} cannot search: it has no image-text contrastive head.")
+    depth = max(RECALL_AT)
+    rerank = "itm" in backbone.capabilities
+    candidates = RERANK_CANDIDATES.check(RERANK_CANDIDATES.default if rerank_candidates is None else rerank_candidates)
+    top_k = max(depth, candidates) if rerank else depth  # every candidate back, to read the ITC order off them too
+    start = time.perf_counter()
+    examples = list(iter_split(split, num_scenes, image_size))
+    captions = [example.captions[0] for example in examples]
+    pictures = [example.image for example in examples]
+    picture_gallery = GalleryIndex.from_images(backbone, pictures)
+    caption_gallery = GalleryIndex.from_texts(backbone, captions)
+    modes = ("itc", "itm_rerank") if rerank else ("itc",)
+    ranks = defaultdict(list)  # (mode, measure) -> the 1-based rank of each query's first right hit, None past `depth`
+    search_start = time.perf_counter()
+    for i in tqdm(range(len(examples)), desc="retrieval", disable=not progress):
+        same_caption = {
+            "text_to_image": lambda hit: captions[hit.position] == captions[i], "strict_text_to_image": lambda hit: hit.position == i,
+            "image_to_text": lambda hit: hit.text == captions[i], "strict_image_to_text": lambda hit: hit.position == i,
+        }
+        for direction, query, gallery in (("text_to_image", captions[i], picture_gallery), ("image_to_text", pictures[i], caption_gallery)):
+            found = backbone.search(query, gallery, top_k=top_k, rerank=rerank, rerank_candidates=candidates)
+            orders = {"itc": sorted(found, key=lambda hit: hit.rank_before_rerank)[:depth], "itm_rerank": found[:depth]}
+            for mode in modes:
+                for measure in (direction, f"strict_{direction}"):
+                    ranks[mode, measure].append(_first_rank(orders[mode], same_caption[measure]))
+    seconds_searching = time.perf_counter() - search_start
+    report = {"task": "retrieval", "split": split, "scenes": len(examples), "model": backbone.name, "quantization": backbone.quantization,
+              "query": "each scene's first reference caption",
+              "scenes_sharing_their_caption": sum(n for n in Counter(captions).values() if n > 1)}
+    for mode in modes:
+        report[mode] = {f"{direction}_r{k}": _recall(ranks[mode, direction], k) for direction in ("text_to_image", "image_to_text") for k in RECALL_AT}
+        report[mode]["strict"] = {f"{direction}_r{k}": _recall(ranks[mode, f"strict_{direction}"], k)
+                                  for direction in ("text_to_image", "image_to_text") for k in RECALL_AT}
+    if rerank:
+        report["itm_rerank"]["candidates"] = candidates
+    report["ms_per_query"] = round(seconds_searching * 1000 / (2 * len(examples)), 1)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
+
+
+def _first_rank(hits, is_right) -> int | None:
+    """The 1-based rank of the first right hit, None when none of `hits` is."""
+    return next((rank for rank, hit in enumerate(hits, 1) if is_right(hit)), None)
+
+
+def _recall(ranks: list[int | None], k: int) -> float:
+    """The share of queries with a right hit among their first `k`."""
+    return round(sum(rank is not None and rank <= k for rank in ranks) / max(len(ranks), 1), 4)

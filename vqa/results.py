@@ -107,3 +107,25 @@ class ModelInfo:
     capabilities: list[str]
     quantization: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchHit:
+    """One gallery item found for a query, best first in the list `Backbone.search` returns.
+
+    position: where the item sits in the gallery (0-based, the order it was indexed in).
+    itc_score: cosine similarity of query and item in the image-text contrastive (ITC) space, in [-1, 1].
+    itm_score: the image-text matching (ITM) probability that the item and the query match, in [0, 1];
+        None when the hits were not re-ranked (re-ranking off, or query and gallery of the same kind).
+    rank_before_rerank: the item's 1-based rank by ITC alone; compare it with the list order to see what
+        re-ranking changed.
+    path: the image file of an indexed picture (None for pictures held in memory and for texts).
+    text: the text of an item of a text gallery (None for pictures).
+    """
+
+    position: int
+    itc_score: float
+    itm_score: float | None
+    rank_before_rerank: int
+    path: str | None = None
+    text: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
 NF4_BLOCK_SIZE = 64
 # Generated scenes that calibrate the int8 convolutions' activation ranges.
 CALIBRATION_IMAGES = 16
+# Pictures encoded per forward pass when embedding or matching many: bounds one pass's activations.
+IMAGE_BATCH = 64
 
 
 def model_skeleton(config: ShapesVLPConfig) -> ShapesVLPForVQA:
@@ -73,12 +76,14 @@ def capabilities_of(config: ShapesVLPConfig) -> frozenset[str]:
         can |= {"generative", "caption"}
     if "itm" in config.heads:
         can.add("itm")
+    if "itc" in config.heads:
+        can.add("retrieval")
     return frozenset(can)
 
 
 class EmbeddedBackbone(Backbone):
     family = "embedded"
-    capabilities = frozenset({"classifier", "generative", "caption", "explain", "itm"})
+    capabilities = frozenset({"classifier", "generative", "caption", "explain", "itm", "retrieval"})
 
     def __init__(self, path: str | Path, quantize: str | None = None):
         quantize = normalise_scheme(quantize)
@@ -103,6 +108,7 @@ class EmbeddedBackbone(Backbone):
         self.labels = [self.config.id2label[i] for i in range(len(self.config.id2label))]
         # What the model learned, measured on its training data (vqa.domain); None for a folder without one.
         self.domain = DomainCalibration.load(path)
+        self._weights_digest: str | None = None  # see embedding_space
 
     # ----- shared steps ---------------------------------------------------------------
     @torch.inference_mode()
@@ -148,6 +154,15 @@ class EmbeddedBackbone(Backbone):
         # keeps the words it was asked to start with.
         written = out.sequences if keep_prompt else out.sequences[:, prompt_length:]
         return ranked(self.processor.decode(written), log_likelihoods)
+
+    @torch.inference_mode()
+    def encode_images(self, images: list) -> torch.Tensor:
+        """(B, 1+N, H) image embeddings of several pictures, `IMAGE_BATCH` per pass; one picture goes through
+        the cache, as the interactive paths ask about the same picture again."""
+        if len(images) == 1:
+            return self.encode_image(images[0])
+        encode = self.graphs.encode_image if self.graphs else (lambda pixels: self.model.encode_image(pixels)[0])
+        return torch.cat([encode(self.processor.images(images[i : i + IMAGE_BATCH])) for i in range(0, len(images), IMAGE_BATCH)])
 
     def patch_states(self, image) -> np.ndarray:
         """(N, H) the image encoder's patch states for one picture (its [CLS] left out), from the cache."""
@@ -240,6 +255,41 @@ class EmbeddedBackbone(Backbone):
             answer=answer,
             extra={"cls_cross_with_image_cls": to_image[..., 0].float().numpy()},
         )
+
+    # ----- retrieval --------------------------------------------------------------------
+    def embedding_space(self) -> str:
+        # The weights decide the space: a copy of the folder under another name is the same space, and a
+        # retrained model under the same name is not. (Quantized copies of the same weights stay comparable.)
+        if self._weights_digest is None:
+            digest = hashlib.sha256()
+            with (self.path / "model.safetensors").open("rb") as weights:
+                for block in iter(lambda: weights.read(1 << 20), b""):
+                    digest.update(block)
+            self._weights_digest = digest.hexdigest()[:16]
+        return f"embedded:sha256:{self._weights_digest}"
+
+    @torch.inference_mode()
+    def _embed_images(self, images):
+        vectors = [self.model.image_embedding(self.encode_images(images[i : i + IMAGE_BATCH])) for i in range(0, len(images), IMAGE_BATCH)]
+        return torch.cat(vectors).float().numpy()  # (N, itc_dim)
+
+    @torch.inference_mode()
+    def _embed_text(self, texts):
+        tokens = self.processor.text(texts)  # (N, T) each
+        return self.model.text_embedding(tokens["input_ids"], tokens["attention_mask"]).float().numpy()  # (N, itc_dim)
+
+    @torch.inference_mode()
+    def _match(self, images, texts):
+        image_embeds = self.encode_images(images)  # (I, 1+N, H)
+        tokens = self.processor.text(texts)  # (T, L) each
+        num_images, num_texts = len(images), len(texts)
+        # Every (picture, text) pair as one row, picture-major; each picture's keys and values are projected
+        # once and shared by its texts (image_index).
+        input_ids = tokens["input_ids"].repeat(num_images, 1)  # (I*T, L)
+        attention_mask = tokens["attention_mask"].repeat(num_images, 1)
+        image_index = torch.arange(num_images).repeat_interleave(num_texts)  # (I*T,)
+        logits = self.model.match_logits(input_ids, attention_mask, image_embeds, image_index)  # (I*T, 2)
+        return logits.float().softmax(-1)[:, 1].reshape(num_images, num_texts).numpy()
 
     def quantization_notes(self) -> list[str]:
         if not self.quantization:

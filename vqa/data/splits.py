@@ -27,10 +27,15 @@ from PIL import Image
 from vqa.data.captions import reference_captions
 from vqa.data.questions import FAMILIES, Question, ask
 from vqa.data.scenes import Scene, render, sample_scene
+from vqa.data.unseen_phrasing import rephrase
+from vqa.data.unseen_style import render_other_style
 from vqa.data.vocabulary import HELD_OUT_PAIRS, MAX_OBJECTS
 
-SPLIT_KEYS = {"train": 11, "val": 22, "test": 33, "compositional": 44}
-SPLIT_SCENES = {"val": 250, "test": 1000, "compositional": 500}
+SPLIT_KEYS = {"train": 11, "val": 22, "test": 33, "compositional": 44, "unseen_phrasing": 55, "unseen_style": 66}
+SPLIT_SCENES = {"val": 250, "test": 1000, "compositional": 500, "unseen_phrasing": 500, "unseen_style": 500}
+# Held out from the generator itself: other wordings (vqa/data/unseen_phrasing.py), another drawing routine
+# (vqa/data/unseen_style.py). Never used for training or model selection.
+UNSEEN_SPLITS = ("unseen_phrasing", "unseen_style")
 TRAIN_IMAGE_SIZE = 96
 
 
@@ -64,7 +69,10 @@ def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, fam
         if split == "compositional" and not _about_held_out(scene, question):
             continue
         questions.append(question)
-    return Example(split, index, scene, render(scene, image_size), questions, reference_captions(scene))
+    if split == "unseen_phrasing":
+        questions = [rephrase(question, scene, rng) for question in questions]
+    image = render_other_style(scene, rng) if split == "unseen_style" else render(scene, image_size)
+    return Example(split, index, scene, image, questions, reference_captions(scene))
 
 
 def _about_held_out(scene: Scene, question: Question) -> bool:

@@ -55,3 +55,16 @@ def answer_vocabulary() -> list[str]:
 
 # What each image patch can be taught about the object under it (attribute -> its values).
 PATCH_ATTRIBUTE_VALUES = {"color": COLOR_NAMES, "shape": SHAPES, "size": SIZES}
+
+
+# The kind of answer each question family asks for: an answer of another kind ("yes" to "what shape…?")
+# is wrong in a way a person notices at once, and evaluation counts it apart.
+ANSWER_KINDS = {"yes/no": ("yes", "no"), "colour": COLOR_NAMES, "shape": SHAPES, "size": SIZES, "number": COUNTS}
+FAMILY_ANSWER_KIND = {"exist": "yes/no", "not_exist": "yes/no", "color": "colour", "spatial_color": "colour",
+                      "shape": "shape", "spatial_shape": "shape", "size": "size", "count": "number"}
+
+
+def answer_kind(answer: str) -> str | None:
+    """"yes/no", "colour", "shape", "size" or "number" for an answer of the vocabulary, else None."""
+    text = " ".join(answer.lower().split())
+    return next((kind for kind, words in ANSWER_KINDS.items() if text in words), None)

@@ -300,6 +300,12 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
         """ITC: cosine similarity × learned scale between image [CLS] and unimodal text [CLS]. (B_img, B_txt)"""
         return self.contrastive_scores(self.image_embedding(image_embeds), self.text_embedding(input_ids, attention_mask))
 
+    def match_logits(self, input_ids, attention_mask, image_embeds, image_index=None) -> torch.Tensor:
+        """ITM: (B, 2) logits [no match, match] of each text read together with its image. input_ids: (B, T);
+        image_embeds: (B_img, 1+N, H); image_index: (B,) which image each text is paired with, as in `fuse`."""
+        pooled = self.fuse(input_ids, attention_mask, image_embeds, image_index=image_index).pooled  # (B, H)
+        return self.itm_head(pooled)
+
     def mlm_logits(self, text_states) -> torch.Tensor:
         """(B, T, vocab) the word at each position, from fused text states."""
         return self.mlm_head(text_states)

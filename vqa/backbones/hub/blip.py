@@ -26,6 +26,7 @@ way generation reuses cross-attention keys and values between decoding steps.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering
@@ -318,7 +319,13 @@ class BlipRetrievalBackbone(BlipBackbone):
         return (text_feat @ image_feat.T).squeeze(-1)
 
     @torch.inference_mode()
-    def match(self, image, texts: list[str]) -> list[dict]:
+    def _match(self, images: list, texts: list[str]) -> np.ndarray:
+        """(len(images), len(texts)) ITM match probabilities, each image encoded once (cached) for all texts."""
+        rows = [torch.softmax(self._itm_logits(self.encode_image(image), texts), dim=-1)[:, 1].float() for image in images]  # (T,) each
+        return torch.stack(rows).numpy()
+
+    @torch.inference_mode()
+    def score_texts(self, image, texts: list[str]) -> list[dict]:
         """For each text: ITM match probability and ITC cosine similarity with the image."""
         from vqa.image_io import load_image
 

@@ -73,7 +73,8 @@ class ClipBackbone(HubBackbone):
     family = "clip"
     fusion = "late fusion dual encoder (CLIP)"
     #: at full precision; each loaded model sets its own (see __init__)
-    capabilities = frozenset({"classifier", "explain", "itm"})
+    # no "itm": CLIP has no matching head; `score_texts` gives its similarities instead
+    capabilities = frozenset({"classifier", "explain"})
     model_class = CLIPModel
     description = ("CLIP: an image encoder and a text encoder trained apart-but-together so that matching pictures "
                    "and captions land close; it compares, it does not read questions.")
@@ -140,7 +141,7 @@ class ClipBackbone(HubBackbone):
         return (self._text_features(clean_texts(texts)) @ features.T).squeeze(-1).tolist()
 
     @torch.inference_mode()
-    def match(self, image, texts: list[str]) -> list[dict]:
+    def score_texts(self, image, texts: list[str]) -> list[dict]:
         """For each text: cosine similarity and the softmax probability over the given texts."""
         texts = clean_texts(texts)
         sims = torch.tensor(self.similarity(image, texts))

@@ -39,8 +39,11 @@ class PairedBackbone(Backbone):
     def _explain(self, image, question, answer):
         return self.part_for("explain")._explain(image, question, answer=answer)
 
-    def match(self, image, texts):
-        return self.part_for("itm").match(image, texts)
+    def _match(self, images, texts):
+        return self.part_for("itm")._match(images, texts)
+
+    def score_texts(self, image, texts):
+        return self.part_for("itm").score_texts(image, texts)
 
     def memory_bytes(self) -> int:
         return sum(p.memory_bytes() for p in self.parts)
