@@ -49,8 +49,9 @@ def write_bert_layout_vocab(folder: Path, size: int) -> Path:
     return path
 
 
-def build_checkpoint(folder: Path) -> int:
-    """BlipForQuestionAnswering at BlipConfig() defaults, random weights, saved as a hub-style folder."""
+def build_checkpoint(folder: Path, model_class=BlipForQuestionAnswering) -> int:
+    """`model_class` (BLIP VQA, or ITM for bench_hub_blip_itm.py) at BlipConfig() defaults, random weights,
+    saved as a hub-style folder."""
     config = BlipConfig()
     text = config.text_config
     tokenizer = BertTokenizer(vocab=str(write_bert_layout_vocab(folder, size=text.bos_token_id)))
@@ -58,7 +59,7 @@ def build_checkpoint(folder: Path) -> int:
     assert (tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id) == (
         text.pad_token_id, text.sep_token_id, text.bos_token_id), "tokenizer and BlipConfig() disagree"
     torch.manual_seed(0)
-    model = BlipForQuestionAnswering(config).eval()
+    model = model_class(config).eval()
     n_params = sum(p.numel() for p in model.parameters())
     model.save_pretrained(folder)
     size = config.vision_config.image_size

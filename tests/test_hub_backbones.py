@@ -616,3 +616,25 @@ def test_vqa_load_routes_hub_checkpoints_here(folders):
     import vqa
 
     assert type(vqa.load(str(folders["vilt"]))).__name__ == "ViltVqaBackbone"
+
+
+def test_blip_itm_projects_the_image_once_for_all_candidate_texts_with_the_same_logits(models):
+    """Re-ranking reads many texts against one picture: the picture's cross-attention keys and values are
+    projected once (a batch of 1) and shared, and the match probabilities equal transformers' own ITM forward."""
+    backbone, image = models["itm"], scene()
+    texts = ["a red square", "a blue circle", "a green star on the left"]
+    backbone.clear_caches()
+    batches = []
+    hooks = [layer.crossattention.self.key.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+             for layer in backbone.model.text_encoder.encoder.layer]
+    try:
+        ours = backbone._match([image], texts)[0]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert batches and set(batches) == {1}  # never once per text
+    enc = backbone.tokenize(texts, backbone.max_text_length)
+    with torch.inference_mode():
+        plain = backbone.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                               pixel_values=backbone.pixel_values(image).expand(len(texts), -1, -1, -1), use_itm_head=True).itm_score
+    assert ours == pytest.approx(torch.softmax(plain.float(), dim=-1)[:, 1].tolist(), abs=1e-5)

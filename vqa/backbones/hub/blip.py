@@ -300,13 +300,20 @@ class BlipRetrievalBackbone(BlipBackbone):
         self.notes.append("Classifier head: each candidate is appended to the question and scored by the ITM "
                           "head's match-vs-no-match logit; a softmax over the candidates gives the probabilities.")
 
-    def _itm_logits(self, image_embeds: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """(n, 2) ITM logits [no match, match] for each text against the image."""
+    def _itm_logits(self, image, texts: list[str]) -> torch.Tensor:
+        """(n, 2) ITM logits [no match, match] for each text against the image. The image's cross-attention keys
+        and values are computed once per image (and cached) and shared by every text as broadcast views, so
+        re-ranking many candidate texts does not project the image again for each."""
+        image_embeds, cache = self.image_cache_for_text(image)
+        count = len(texts)
+        shared = DynamicCache()
+        for index, layer in enumerate(cache.cross_attention_cache.layers):
+            shared.update(layer.keys.expand(count, -1, -1, -1), layer.values.expand(count, -1, -1, -1), index)  # (n, heads, 1+N, head_dim)
         enc = self.tokenize(texts, self.max_text_length)
-        states = image_embeds.expand(len(texts), -1, -1)
+        states = image_embeds.expand(count, -1, -1)  # (n, 1+N, D)
         out = self.model.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                                      encoder_hidden_states=states,
-                                      encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long))
+                                      encoder_hidden_states=states, encoder_attention_mask=torch.ones(states.shape[:-1], dtype=torch.long),
+                                      past_key_values=EncoderDecoderCache(DynamicCache(), shared))
         return self.model.itm_head(out.last_hidden_state[:, 0, :]).float()
 
     def _itc_similarity(self, image_embeds: torch.Tensor, texts: list[str]) -> torch.Tensor:
@@ -321,7 +328,7 @@ class BlipRetrievalBackbone(BlipBackbone):
     @torch.inference_mode()
     def _match(self, images: list, texts: list[str]) -> np.ndarray:
         """(len(images), len(texts)) ITM match probabilities, each image encoded once (cached) for all texts."""
-        rows = [torch.softmax(self._itm_logits(self.encode_image(image), texts), dim=-1)[:, 1].float() for image in images]  # (T,) each
+        rows = [torch.softmax(self._itm_logits(image, texts), dim=-1)[:, 1].float() for image in images]  # (T,) each
         return torch.stack(rows).numpy()
 
     @torch.inference_mode()
@@ -331,16 +338,15 @@ class BlipRetrievalBackbone(BlipBackbone):
 
         pil = load_image(image)
         texts = clean_texts(texts)
-        image_embeds = self.encode_image(pil)
-        itm = torch.softmax(self._itm_logits(image_embeds, texts), dim=-1)[:, 1]
-        itc = self._itc_similarity(image_embeds, texts)
+        itm = torch.softmax(self._itm_logits(pil, texts), dim=-1)[:, 1]
+        itc = self._itc_similarity(self.encode_image(pil), texts)
         return [{"text": t, "itm_probability": float(p), "itc_similarity": float(s)}
                 for t, p, s in zip(texts, itm.tolist(), itc.tolist())]
 
     @torch.inference_mode()
     def _classify(self, image, question, top_k, candidates) -> Answer:
         answers = candidate_list(candidates)
-        logits = self._itm_logits(self.encode_image(image), [f"{question} {a}" for a in answers])
+        logits = self._itm_logits(image, [f"{question} {a}" for a in answers])
         return softmax_ranking(answers, logits[:, 1] - logits[:, 0], top_k)
 
     @torch.inference_mode()
