@@ -166,3 +166,12 @@ def test_evaluation_counts_answers_of_the_wrong_kind():
     assert report["classifier_accuracy"] == 0.2
     assert report["classifier_wrong_kind_rate"] == 0.6
     assert answer_kind(" Yes ") == "yes/no" and answer_kind("hexagon") == "shape" and answer_kind("maybe") is None
+
+
+def test_a_persons_other_words_for_an_answer_are_accepted_and_keep_their_kind():
+    from vqa.evaluation import answer_accuracy
+
+    assert answer_accuracy("Grey.", ["gray"]) == 1.0 and answer_accuracy("big", ["large"]) == 1.0
+    assert answer_accuracy("two", ["2"]) == 1.0 and answer_accuracy("the little one", ["small"]) == 0.0
+    assert answer_accuracy("circle", ["ellipse"]) == 0.0 and answer_accuracy("rectangle", ["square"]) == 0.0
+    assert answer_kind("grey") == "colour" and answer_kind("big") == "size" and answer_kind("three") == "number"

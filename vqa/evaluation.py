@@ -34,19 +34,20 @@ from vqa.attention_maps import peak_inside, pointing_map
 from vqa.backbones.base import Backbone
 from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import SPLIT_SCENES, iter_split, read_jsonl
-from vqa.data.vocabulary import FAMILY_ANSWER_KIND, answer_kind
+from vqa.data.vocabulary import ANSWER_SYNONYMS, FAMILY_ANSWER_KIND, answer_kind
 from vqa.errors import UnsupportedError, VQAError
 from vqa.image_io import load_image
 
 RECALL_AT = (1, 5, 10)
-NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
 
 
 def normalise_answer(text: str) -> str:
+    """Lower case, no punctuation or articles, and a person's other word for an answer mapped to the vocabulary's
+    ("grey" -> "gray", "two" -> "2")."""
     text = re.sub(r"[^\w\s]", "", text.lower()).strip()
     text = re.sub(r"\b(a|an|the)\b", "", text)
     text = " ".join(text.split())
-    return NUMBER_WORDS.get(text, text)
+    return ANSWER_SYNONYMS.get(text, text)
 
 
 def answer_accuracy(predicted: str, references: list[str]) -> float:

@@ -2,7 +2,7 @@
 
 Colours are the 11 basic colour terms of English (Berlin & Kay) plus teal, each
 with a base RGB value; the renderer jitters around it so a model must learn a
-colour category, not one exact pixel value.
+colour category, not one exact pixel value. docs/vocabulary.md says what each name covers.
 """
 
 from __future__ import annotations
@@ -67,4 +67,11 @@ FAMILY_ANSWER_KIND = {"exist": "yes/no", "not_exist": "yes/no", "color": "colour
 def answer_kind(answer: str) -> str | None:
     """"yes/no", "colour", "shape", "size" or "number" for an answer of the vocabulary, else None."""
     text = " ".join(answer.lower().split())
+    text = ANSWER_SYNONYMS.get(text, text)
     return next((kind for kind, words in ANSWER_KINDS.items() if text in words), None)
+
+
+# Other words a person uses for an answer of the vocabulary, accepted as that answer when evaluating
+# (docs/vocabulary.md gives the rules behind every name).
+ANSWER_SYNONYMS = {"grey": "gray", "big": "large", "little": "small", "violet": "purple", "cyan": "teal",
+                   "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
