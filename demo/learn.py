@@ -15,7 +15,7 @@ from PIL import Image
 import vqa
 from vqa.model import list_architectures, load_architecture
 from vqa.image_io import clean_question, load_image
-from vqa.zoo.diagrams import architecture_concepts, draw_architecture
+from vqa.zoo.diagrams import draw_architecture
 from vqa.zoo.plots import plot_captions
 
 from demo.handlers import SUMMARY_TOKEN, attention_view, display_copy, percent, shown_answer, user_errors
@@ -125,9 +125,6 @@ class LearnHandlers:
     def diagram(self, name: str) -> Image.Image:
         """The member's architecture drawn from its config (the same for every question)."""
         return draw_architecture(self._member(name).config, name)
-
-    def concepts(self, name: str) -> list[str]:
-        return architecture_concepts(self._member(name).config)
 
     def plots(self) -> list[tuple[str, Image.Image, str]]:
         """(title, picture, what it shows) for each of the zoo's plots shipped on this server."""

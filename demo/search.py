@@ -157,7 +157,7 @@ def _session_index(model, pictures) -> GalleryIndex | None:
 
 def _thumbnail(picture: Image.Image) -> Image.Image:
     small = picture.copy()
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.NEAREST if max(picture.size) < THUMBNAIL_SIDE else Image.Resampling.BICUBIC)
+    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BICUBIC)  # only ever shrinks
     if max(small.size) < THUMBNAIL_SIDE:  # the 96-px scenes are shown larger, with hard pixel edges
         factor = THUMBNAIL_SIDE // max(small.size)
         small = small.resize((small.width * factor, small.height * factor), Image.Resampling.NEAREST)

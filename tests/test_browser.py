@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +32,19 @@ def find_chromium() -> str | None:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+@contextmanager
+def browser_page(chromium: str):
+    """A page in a fresh headless Chromium, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
+        finally:
+            browser.close()
 
 
 def skip_or_fail(reason: str):
@@ -144,7 +158,7 @@ def test_a_photograph_gets_the_amber_notice_and_a_shapes_scene_the_badge(chromiu
     """A visitor's first upload is often a photo: the answers are shown under an amber "outside what this
     model knows" notice, never the green agreement badge; a generated scene still gets the badge."""
     import matplotlib.cbook
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from vqa.data.splits import make_example
 
@@ -154,70 +168,60 @@ def test_a_photograph_gets_the_amber_notice_and_a_shapes_scene_the_badge(chromiu
     make_example("test", 4, 192).image.save(scene)
     expect.set_options(timeout=30_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
-            page.goto(shipped_app_url, wait_until="domcontentloaded")
-            page.locator("#image input[type=file]").set_input_files(str(photo))
-            expect(page.locator("#image img").first).to_be_visible()
-            page.locator("#question textarea").fill("is there a circle?")
-            page.locator("#ask-button").click()
-            notice = page.locator("#agreement .vqa-outside")
-            expect(notice).to_be_visible()
-            expect(notice).to_contain_text("Outside what this model knows")
-            expect(page.locator("#agreement")).not_to_contain_text("agree")
-            expect(page.locator("#classifier-answer").get_by_test_id("label-output-value")).to_be_visible()  # the answers stay
-            page.screenshot(path=str(ARTIFACTS / "browser_photo.png"), full_page=True)
+    with browser_page(chromium) as page:
+        page.goto(shipped_app_url, wait_until="domcontentloaded")
+        page.locator("#image input[type=file]").set_input_files(str(photo))
+        expect(page.locator("#image img").first).to_be_visible()
+        page.locator("#question textarea").fill("is there a circle?")
+        page.locator("#ask-button").click()
+        notice = page.locator("#agreement .vqa-outside")
+        expect(notice).to_be_visible()
+        expect(notice).to_contain_text("Outside what this model knows")
+        expect(page.locator("#agreement")).not_to_contain_text("agree")
+        expect(page.locator("#classifier-answer").get_by_test_id("label-output-value")).to_be_visible()  # the answers stay
+        page.screenshot(path=str(ARTIFACTS / "browser_photo.png"), full_page=True)
 
-            page.goto(shipped_app_url, wait_until="domcontentloaded")
-            page.locator("#image input[type=file]").set_input_files(str(scene))
-            expect(page.locator("#image img").first).to_be_visible()
-            page.locator("#question textarea").fill("how many shapes are there?")
-            page.locator("#ask-button").click()
-            expect(page.locator("#agreement .vqa-outside")).to_have_count(0)
-            expect(page.locator("#agreement .vqa-badge")).to_contain_text("agree")
-        finally:
-            browser.close()
+        page.goto(shipped_app_url, wait_until="domcontentloaded")
+        page.locator("#image input[type=file]").set_input_files(str(scene))
+        expect(page.locator("#image img").first).to_be_visible()
+        page.locator("#question textarea").fill("how many shapes are there?")
+        page.locator("#ask-button").click()
+        expect(page.locator("#agreement .vqa-outside")).to_have_count(0)
+        expect(page.locator("#agreement .vqa-badge")).to_contain_text("agree")
 
 
 def test_learn_tab_compares_three_architectures_side_by_side(chromium, shipped_app_url):
     """A teacher opens Learn, keeps three architectures, compares them on an example: three answers, three
     attention maps and three diagrams appear, and the fourth slot stays hidden."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     if not (ROOT / "weights" / "zoo" / "med-mid" / "model.safetensors").exists():
         pytest.skip("no architecture zoo in weights/zoo")
     expect.set_options(timeout=60_000)  # loading three members for the first time
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
-            page.goto(shipped_app_url, wait_until="domcontentloaded")
-            page.locator("#examples table tbody tr").first.click()  # fills the image and the question
-            expect(page.locator("#image img").first).to_be_visible()
-            page.get_by_role("tab", name="Learn").click()
-            page.locator("#learn-members").get_by_label("encoder-decoder").uncheck()  # four by default: keep three
-            page.locator("#compare-models-button").click()
+    with browser_page(chromium) as page:
+        page.goto(shipped_app_url, wait_until="domcontentloaded")
+        page.locator("#examples table tbody tr").first.click()  # fills the image and the question
+        expect(page.locator("#image img").first).to_be_visible()
+        page.get_by_role("tab", name="Learn").click()
+        page.locator("#learn-members").get_by_label("encoder-decoder").uncheck()  # four by default: keep three
+        page.locator("#compare-models-button").click()
 
-            titles = page.locator(".vqa-member-card:visible h3")
-            expect(titles).to_have_count(3)
-            assert sorted(t.inner_text().strip() for t in titles.all()) == ["dual-stream", "med-mid", "single-stream"]
-            expect(page.locator("#comparison-table")).to_contain_text("single-stream")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.vqa-member-heat img')].filter(i => i.complete && i.naturalWidth > 0).length === 3"
-            )
-            expect(page.locator(".vqa-member-diagram img")).to_have_count(3)
-            answers = [strong.inner_text().strip() for strong in page.locator(".vqa-member-card:visible p strong").all()]
-            assert len(answers) == 3 and all(answers), answers
-            page.screenshot(path=str(ARTIFACTS / "browser_learn.png"), full_page=True)
-        finally:
-            browser.close()
+        titles = page.locator(".vqa-member-card:visible h3")
+        expect(titles).to_have_count(3)
+        assert sorted(t.inner_text().strip() for t in titles.all()) == ["dual-stream", "med-mid", "single-stream"]
+        expect(page.locator("#comparison-table")).to_contain_text("single-stream")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.vqa-member-heat img')].filter(i => i.complete && i.naturalWidth > 0).length === 3"
+        )
+        expect(page.locator(".vqa-member-diagram img")).to_have_count(3)
+        answers = [strong.inner_text().strip() for strong in page.locator(".vqa-member-card:visible p strong").all()]
+        assert len(answers) == 3 and all(answers), answers
+        page.screenshot(path=str(ARTIFACTS / "browser_learn.png"), full_page=True)
 
 
 def test_search_tab_finds_pictures_by_a_sentence_and_shows_where_the_words_matched(chromium, shipped_app_url):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from vqa.data.splits import make_example
 
@@ -225,19 +229,14 @@ def test_search_tab_finds_pictures_by_a_sentence_and_shows_where_the_words_match
         pytest.skip("no shipped search gallery in demo/gallery")
     expect.set_options(timeout=60_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}, service_workers="block").new_page()
-            page.goto(shipped_app_url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Search").click()
-            page.locator("#search-text textarea").fill(make_example("test", 17).captions[0])
-            page.locator("#search-button").click()
-            expect(page.locator("#search-table")).to_contain_text("test_0017")
-            thumbnails = page.locator("#search-hits img")
-            expect(thumbnails).to_have_count(8)
-            thumbnails.first.click()
-            page.wait_for_function("() => [...document.querySelectorAll('.vqa-heat img')].some(i => i.complete && i.naturalWidth > 0 && i.closest('#search-heat'))")
-            page.screenshot(path=str(ARTIFACTS / "browser_search.png"), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(chromium) as page:
+        page.goto(shipped_app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Search").click()
+        page.locator("#search-text textarea").fill(make_example("test", 17).captions[0])
+        page.locator("#search-button").click()
+        expect(page.locator("#search-table")).to_contain_text("test_0017")
+        thumbnails = page.locator("#search-hits img")
+        expect(thumbnails).to_have_count(8)
+        thumbnails.first.click()
+        page.wait_for_function("() => [...document.querySelectorAll('.vqa-heat img')].some(i => i.complete && i.naturalWidth > 0 && i.closest('#search-heat'))")
+        page.screenshot(path=str(ARTIFACTS / "browser_search.png"), full_page=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vqa.data.questions import Question, with_article
+from vqa.data.questions import Question, _choice, with_article
 from vqa.data.scenes import Scene
 from vqa.data.vocabulary import SHAPE_PLURALS
 
@@ -168,7 +168,3 @@ def _count_check(question: Question, scene: Scene, rng: np.random.Generator) -> 
         text = _choice(rng, COUNT_CHECK_PHRASINGS).format(n=NUMBER_WORDS[claimed] if claimed < len(NUMBER_WORDS) else str(claimed), p=plural(question.phrase))
     answer = "yes" if claimed == true_count else "no"
     return Question(text, answer, "exist", question.referent, question.phrase, question.phrase_objects)
-
-
-def _choice(rng: np.random.Generator, items):
-    return items[int(rng.integers(len(items)))]

@@ -112,7 +112,7 @@ def _draw(ax, config: ShapesVLPConfig, masking: str | None) -> None:
 
     _box(ax, 0.2, 0.0, 3.4, 0.6, f"image {config.image_size}×{config.image_size} px", "#f1f5f9")
     _box(ax, 0.2, 0.8, 3.4, 0.6, f"{embedder} → {grid} patches", IMAGE_ONLY)
-    text_x = 4.3 if kind != "merged" else 4.3
+    text_x = 4.3  # left edge of the text column
     if kind != "decoder":
         _box(ax, text_x, 0.0, 3.2, 0.6, "question / caption words", "#f1f5f9")
         _box(ax, text_x, 0.8, 3.2, 0.6, "word embeddings", TEXT_ONLY)
