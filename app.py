@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import demo as _demo_package  # noqa: F401  (sets the offline environment before gradio is imported)
+from demo.sessions import use_lean_sessions
 from demo.state import ModelManager
 from demo.ui import build_demo, launch_kwargs, use_model_threads
 
@@ -23,6 +24,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP reques
 # "__mp_main__": it must not load a model and build a second page.
 if __name__ != "__mp_main__":
     use_model_threads()
+    use_lean_sessions()
     models = ModelManager()
     models.preload()
     demo = build_demo(models)

@@ -63,7 +63,9 @@ def floor_comparison(app_url: str, floor_url: str, model: str, quantize: str, in
     """p50 of /ask (plain HTTP, 1 client of `kind`), of the floor app, and of the model's own both-heads ask(),
     the three taking turns on each fresh scene so that a change in the machine's speed hits all three."""
     import vqa
+    from demo.ui import use_model_threads
 
+    use_model_threads()  # the model here runs on as many threads as one request gets in the server
     backbone = vqa.load(model, quantize=None if quantize == "none" else quantize)
     clients = {"ask": CLIENTS[kind](app_url), "floor": CLIENTS[kind](floor_url)}
     times: dict[str, list[float]] = {"ask": [], "floor": [], "model": []}
