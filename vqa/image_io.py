@@ -425,7 +425,11 @@ def _to_8bit_gray(image: Image.Image) -> Image.Image:
         image = image.convert("I")
     else:
         low, high = image.getextrema()
-        if not (math.isfinite(low) and math.isfinite(high)):
+        finite = math.isfinite(low) and math.isfinite(high)
+        if finite and image.mode == "F" and np is not None:
+            # getextrema() skips a NaN unless it is the first value, so look at every value.
+            finite = bool(np.isfinite(np.asarray(image)).all())
+        if not finite:
             raise InputError("The image contains NaN or infinite values.")
         # Modes I and F do not say which range they use, so we infer it from the
         # values, trying the common conventions first and stretching otherwise.

@@ -2,11 +2,11 @@
 
     python tests/mutation/run.py MODULE [MODULE ...] [--max-minutes N] [--jobs J]
 
-MODULE is a key of MODULES below (settings, decoding, image_io, questions, upload_limits, handlers) or its
-path (vqa/settings.py). For each module the script mutates that file only, runs only the fast test files
-listed for it (seconds per mutant, never the tiny-model or server tests), and prints the kill rate and the
-surviving mutants with their diffs. Mutants listed in tests/mutation/equivalent.toml (they cannot change
-behaviour) are shown apart and left out of the rate.
+MODULE is a key of MODULES below (settings, decoding, image_io, image_io_all, base, image_cache, questions,
+upload_limits, handlers, handler_methods) or its path (vqa/settings.py). For each module the script mutates
+that file only, runs only the fast test files listed for it (seconds per mutant, never the tiny-model or
+server tests), and prints the kill rate and the surviving mutants with their diffs. Mutants listed in
+tests/mutation/equivalent.toml (they cannot change behaviour) are shown apart and left out of the rate.
 
 Each module runs in its own folder, .mutmut/<module>/ (git-ignored), with a pyproject.toml whose
 [tool.mutmut] section is the project's plus the module's file and tests, so runs of different modules
@@ -55,7 +55,10 @@ MODULES = {
                                            "tests/test_image_io.py::test_arbitrary_text_only_raises_input_error",
                                            "tests/test_question_cleaning.py"),
                        functions=("clean_question", "_too_long")),
-    "image_io_all": Target("vqa/image_io.py", ("tests/test_image_io.py", "tests/test_question_cleaning.py")),
+    "image_io_all": Target("vqa/image_io.py", ("tests/test_image_io.py", "tests/test_image_loading.py",
+                                               "tests/test_question_cleaning.py")),
+    "base": Target("vqa/backbones/base.py", ("tests/test_backbone_api.py",)),
+    "image_cache": Target("vqa/backbones/image_cache.py", ("tests/test_image_cache.py",)),
     "questions": Target("vqa/data/questions.py", ("tests/test_question_wording_and_grounding.py", "tests/test_data.py",
                                                    "tests/test_data_oracle.py")),
     "upload_limits": Target("demo/upload_limits.py", ("tests/test_upload_rate_limit.py",)),
@@ -64,6 +67,11 @@ MODULES = {
                        functions=("label_value", "shown_answer", "percent", "megabytes", "same_answer", "agreement_badge",
                                   "_table_cell", "layer_choices", "head_choices", "_is_summary_token", "token_choices",
                                   "_choice", "check_view", "_token_index", "total_variation")),
+    # The Ask / Caption / Attention handlers themselves (Handlers.ask, .caption, .explain, .redraw_attention) are
+    # decorated with @user_errors, and mutmut 3 never mutates a decorated function: what they call is mutated here.
+    "handler_methods": Target("demo/handlers.py", ("tests/test_handler_methods.py",),
+                              functions=("Handlers._model", "user_errors", "head_notes", "domain_notice", "_position_words",
+                                         "mark_peak", "colorbar_image", "display_copy", "attention_view", "grid_view")),
 }
 
 #: mutmut's exit codes per mutant (mutmut/stats.py) folded into what the kill rate needs.
