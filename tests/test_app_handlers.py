@@ -68,9 +68,12 @@ def test_ask_shows_what_the_model_writes_with_each_decoding(handlers, image_path
     assert generative == label_value(expected)
 
 
-def test_ask_accepts_a_pil_image(handlers):
-    classifier, generative, *_ = handlers.ask(Image.new("RGB", (64, 48), "white"), "is there a circle?")
-    assert classifier and generative
+def test_ask_gives_a_pil_image_the_answers_of_the_same_picture_uploaded_as_a_file(handlers, image_path):
+    with Image.open(image_path) as opened:
+        picture = opened.convert("RGB")
+    from_pil = handlers.ask(picture, QUESTION, top_k=3)
+    from_file = handlers.ask(image_path, QUESTION, top_k=3)
+    assert from_pil[0] and from_pil[:2] == from_file[:2]  # the same classifier and generator answers, probabilities and all
 
 
 def test_agreement_badge_both_ways():
@@ -127,13 +130,17 @@ def test_unexpected_error_becomes_generic_gr_error(image_path, caplog):
 
 # ----- Caption ---------------------------------------------------------------------------
 @pytest.mark.parametrize("decoding", ["beam", "nucleus"])
-def test_caption(handlers, image_path, decoding):
-    best, table, note = handlers.caption(image_path, decoding=decoding, num_captions=2, num_beams=2, max_new_tokens=6)
-    assert isinstance(best, str)
-    rows = table.splitlines()[2:]
-    assert 1 <= len(rows) <= 2
-    assert all(0.0 <= float(row.rsplit("|", 2)[1]) <= 1.0 for row in rows)
-    assert decoding in note
+def test_caption_shows_what_the_model_writes(handlers, image_path, decoding):
+    """The best caption and each row of the table are the model's own captions for the same settings, best first."""
+    settings = dict(decoding=decoding, num_captions=2, num_beams=2, max_new_tokens=6)
+    best, table, note = handlers.caption(image_path, **settings)
+    expected = handlers.models.current().caption(image_path, **settings)
+    rows = [row.split(" | ") for row in table.splitlines()[2:]]
+    written = expected.candidates or [(expected.text, expected.score)]
+    assert best == expected.text
+    assert [(cells[1], float(cells[2].rstrip(" |"))) for cells in rows] == [
+        (text or "(empty)", pytest.approx(p, rel=1e-2)) for text, p in written]
+    assert note.startswith(f"{len(rows)} caption(s)")
 
 
 def test_caption_without_image(handlers):
@@ -170,10 +177,6 @@ def test_explain_outputs_images(handlers, image_path):
 def test_explain_keeps_a_token_choice_only_if_it_still_fits(handlers, image_path):
     *_, tokens = handlers.explain(image_path, "is there a red star?", token="5:square")
     assert tokens["value"] == "all"
-
-
-def test_redraw_without_state_does_nothing(handlers):
-    assert len(handlers.redraw_attention(None)) == 3
 
 
 # ----- Quantization ----------------------------------------------------------------------

@@ -36,8 +36,8 @@ class Recorder(Backbone):
 
     family = "fake"
 
-    def __init__(self, name="fake-model", capabilities=EVERYTHING, domain=(True, None), itm=None):
-        super().__init__(name)
+    def __init__(self, name="fake-model", capabilities=EVERYTHING, domain=(True, None), itm=None, quantization=None):
+        super().__init__(name, quantization=quantization)
         self.capabilities = frozenset(capabilities)
         self.domain = domain
         #: ITM probability of (picture's dominant colour, text): defaults to 0.5 for everything
@@ -298,7 +298,11 @@ def test_caption_passes_every_setting_and_a_cleaned_prompt():
 
 
 def test_caption_allows_longer_output_than_answers():
-    Recorder().caption(picture(), max_new_tokens=40)
+    model = Recorder()
+    with pytest.raises(InputError, match=r"^Max tokens must be a whole number from 1 to 16, not 40\.$"):
+        model.answer(picture(), "what?", head="generative", max_new_tokens=40)
+    model.caption(picture(), max_new_tokens=40)
+    assert [call["max_new_tokens"] for call in model.called("caption")] == [40]  # what answer refused reached the captioner
     with pytest.raises(InputError, match=r"^Max tokens must be a whole number from 1 to 40, not 41\.$"):
         Recorder().caption(picture(), max_new_tokens=41)
 
@@ -558,11 +562,17 @@ def test_a_model_without_its_own_domain_check_is_always_in_domain():
     assert Backbone._domain(model, picture(), "what?") == (True, None)
 
 
-def test_defaults_hold_no_memory_and_clear_nothing():
-    model = Bare("bare", quantization="int8")
-    assert model.memory_bytes() == 0 and model.clear_caches() is None
-    assert (model.name, model.quantization) == ("bare", "int8")
-    assert Bare("plain").quantization is None
+def test_defaults_hold_no_memory_and_an_evaluation_names_the_model_and_its_quantization(tmp_path):
+    """A backbone without weights of its own reports none; an evaluation report says which model, at which
+    quantization, it measured (none unless one was given)."""
+    from vqa.data.splits import export_jsonl
+    from vqa.evaluation import evaluate
+
+    assert Bare("bare", quantization="int8").memory_bytes() == 0
+    data = export_jsonl("test", tmp_path, num_scenes=1, image_size=32)
+    report = evaluate(Recorder("answerer", capabilities=("classifier",), quantization="int8"), data=str(data))
+    assert (report["model"], report["quantization"]) == ("answerer", "int8") and report["questions"] > 0
+    assert evaluate(Recorder("plain", capabilities=("classifier",)), data=str(data))["quantization"] is None
 
 
 # ----- helpers -------------------------------------------------------------------------------------

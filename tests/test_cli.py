@@ -81,11 +81,16 @@ def test_cli_reports_bad_input_without_a_traceback(tiny_model_dir, tmp_path):
 
 
 def test_cli_evaluate_reads_outside_jsonl(tiny_model_dir, tmp_path):
-    from vqa.data.splits import export_jsonl
+    from vqa.data.splits import export_jsonl, read_jsonl
 
     path = export_jsonl("test", tmp_path, num_scenes=2, image_size=32)
     result = run_cli("evaluate", "--data", str(path), "--model", str(tiny_model_dir), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0.0 <= report["classifier_accuracy"] <= 1.0 and report["questions"] > 0
-    assert "families" in report and "pointing_accuracy" in report
+    records = read_jsonl(path)
+    assert report["questions"] == len(records) > 0  # every question of the file was asked
+    assert 0.0 <= report["classifier_accuracy"] <= 1.0 and "pointing_accuracy" in report
+    families = {}
+    for record in records:
+        families[record["family"]] = families.get(record["family"], 0) + 1
+    assert {family: row["n"] for family, row in report["families"].items()} == families

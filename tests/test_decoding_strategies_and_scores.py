@@ -162,10 +162,18 @@ def test_no_seed_draws_from_the_callers_generator():
 
 
 def test_a_seed_is_released_after_an_error_inside_it():
+    """A request that fails while seeded leaves the lock free (the next seeded request would otherwise wait
+    forever) and the caller's random state as it was."""
+    from vqa.backbones import decoding
+
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
     with pytest.raises(RuntimeError), seeded(3):
+        torch.rand(5)
         raise RuntimeError("decoding failed")
-    with seeded(3):  # would wait forever if the first block had kept the lock
-        pass
+    assert not decoding._SEEDED_LOCK.locked()
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_the_probability_covers_the_answer_up_to_its_first_end_token():

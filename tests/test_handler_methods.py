@@ -232,10 +232,16 @@ def test_ask_defaults_are_the_ui_defaults():
     assert model.calls[0][3] == dict(top_k=5, decoding="greedy", num_beams=3, top_p=0.9, temperature=1.0, max_new_tokens=8)
 
 
-def test_ask_names_the_decoding_used_in_the_generators_note():
+def test_the_generators_note_names_the_decoding_the_model_was_asked_for_and_nothing_else_changes():
+    """The same written answer under three decodings: each note names the decoding the model received, and the
+    three notes differ in that word alone."""
     model = FakeModel(answers=answers())
-    *_, generative_note = Handlers(FakeModels(model)).ask(picture(), "what colour?", decoding="beam")
-    assert "(beam)" in generative_note
+    handlers = Handlers(FakeModels(model))
+    notes = {decoding: handlers.ask(picture(), "what colour?", decoding=decoding)[4] for decoding in ("greedy", "beam", "nucleus")}
+    assert [call[3]["decoding"] for call in model.calls] == ["greedy", "beam", "nucleus"]
+    assert len(set(notes.values())) == 3
+    for decoding, note in notes.items():
+        assert note.replace(f"({decoding})", "(greedy)") == notes["greedy"], note
 
 
 def test_ask_says_when_the_heads_disagree():

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vqa.backbones.hub import HUB_MODELS, load_hub_backbone
+from vqa.backbones.hub import HUB_MODELS, PAIR_SEPARATOR, load_hub_backbone
 from vqa.backbones.hub import loader
 from vqa.backbones.hub.common import DEFAULT_CANDIDATES
 from vqa.errors import InputError, ModelLoadError, UnsupportedError
@@ -79,14 +79,18 @@ def models(folders):
 
 
 # ----- catalogue --------------------------------------------------------------------------------
-def test_catalogue_lists_the_offered_checkpoints():
-    ids = {m["id"] for m in HUB_MODELS}
-    assert {"Salesforce/blip-vqa-base", "Salesforce/blip-image-captioning-base", "Salesforce/blip-itm-base-coco",
-            "dandelin/vilt-b32-finetuned-vqa", "nlpconnect/vit-gpt2-image-captioning",
-            "openai/clip-vit-base-patch32",
-            "Salesforce/blip-vqa-base+Salesforce/blip-image-captioning-base"} <= ids
+def test_the_catalogue_offers_every_adapter_and_only_checkpoints_an_adapter_loads(models):
+    """Each entry of the Model tab's list names a hub checkpoint (or a pair of two) of a family an adapter here
+    loads, and every adapter is offered at least once: an entry nothing can load, or an adapter nobody can pick,
+    fails."""
+    adapter_families = {backbone.family for backbone in models.values()}
     for entry in HUB_MODELS:
         assert set(entry) >= {"id", "family", "does", "size"} and all(entry.values())
+        parts = entry["id"].split(PAIR_SEPARATOR)
+        assert 1 <= len(parts) <= 2 and all(part.count("/") == 1 and " " not in part for part in parts), entry["id"]
+        assert entry["family"] in adapter_families, entry
+    assert {entry["family"] for entry in HUB_MODELS} == adapter_families
+    assert len({entry["id"] for entry in HUB_MODELS}) == len(HUB_MODELS)  # no entry offered twice
 
 
 # ----- adapters are chosen from the config ------------------------------------------------------

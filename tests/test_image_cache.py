@@ -112,8 +112,13 @@ def test_a_new_picture_at_a_dead_pictures_address_is_hashed_afresh():
         image_cache._known_keys.pop(id(image), None)
 
 
-def test_forgetting_an_unknown_picture_is_harmless():
-    image_cache._forget(-1)
+def test_forgetting_an_unknown_picture_leaves_the_known_ones():
+    counting = CountingPicture(picture(10))
+    key = image_key(counting.image)
+    known = dict(image_cache._known_keys)
+    image_cache._forget(-1)  # an id no picture has: nothing to drop, and no error
+    assert image_cache._known_keys == known
+    assert image_key(counting.image) == key and counting.reads == 1  # still remembered: not hashed again
 
 
 # ----- the LRU cache -------------------------------------------------------------------------------

@@ -86,11 +86,17 @@ def test_embeddings_are_unit_vectors_of_the_configured_itc_size(tiny_model):
         tiny_model.embed_images([])
 
 
-def test_match_is_a_probability_for_matching_and_unrelated_texts(tiny_model):
-    image = scenes(tiny_model, 1)[0].image
-    for text in ("a large red circle and a small blue square, from left to right", "a purple hexagon on its own"):
-        probability = tiny_model.match(image, text)
-        assert isinstance(probability, float) and 0.0 <= probability <= 1.0
+def test_match_is_the_probability_search_re_ranks_by(tiny_model):
+    """match(picture, text) is the same ITM probability a text search shows for that picture, for a matching and
+    an unrelated text alike."""
+    examples = scenes(tiny_model, 2)
+    pictures = [example.image for example in examples]
+    for text in (examples[0].captions[0], "a purple hexagon on its own"):
+        hits = {hit.position: hit.itm_score for hit in tiny_model.search(text, pictures, top_k=2)}
+        for position, picture in enumerate(pictures):
+            probability = tiny_model.match(picture, text)
+            assert type(probability) is float and 0.0 <= probability <= 1.0
+            assert probability == pytest.approx(hits[position], abs=1e-5), (text, position)
 
 
 def test_search_a_list_of_pictures_by_text_and_by_picture(tiny_model):

@@ -9,7 +9,6 @@ import pytest
 
 import vqa
 from vqa import settings
-from vqa.backbones.decoding import generation_kwargs
 
 QUESTION = "what color is the circle?"
 #: (argument, values that must be refused): too large, too small, wrong type, not finite, not whole
@@ -70,12 +69,6 @@ def test_candidates_are_bounded(tiny_model, scene):
         tiny_model.answer(scene.image, QUESTION, candidates=["red"] * (settings.MAX_CANDIDATES + 1))
     with pytest.raises(vqa.InputError, match="list of strings"):
         tiny_model.answer(scene.image, QUESTION, candidates="red")
-
-
-def test_every_generate_call_has_a_time_limit():
-    for decoding in settings.DECODING.choices:
-        kwargs = generation_kwargs(decoding, 3, 0.9, 1.0, 8, 2)
-        assert kwargs["max_time"] == settings.GENERATION_TIME_LIMIT_S and kwargs["max_new_tokens"] == 8
 
 
 def test_ask_answers_both_heads_from_one_loaded_image(tiny_model, scene, monkeypatch):
