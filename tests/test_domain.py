@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import matplotlib.cbook
 import pytest
 from PIL import Image
@@ -84,3 +86,18 @@ def test_hub_backbones_are_in_domain(tmp_path):
     backbone = load_hub_backbone(str(make_blip(tmp_path / "blip", task="vqa")))
     result = backbone.ask(photograph(), "what animal is this?")
     assert result.in_domain and result.domain_note is None
+
+
+def test_words_that_only_the_training_rewordings_use_are_known_to_a_model_trained_on_them():
+    """A model trained with re-worded questions read "hue" and "colour"; one trained on the templates alone did not."""
+    from vqa.domain import calibrate
+
+    def patch_states_of(image):
+        return np.asarray(image, dtype=np.float32).reshape(-1, 3)  # (pixels, 3): any fixed features will do here
+
+    counts = {"train_scenes": 2, "val_scenes": 2, "question_scenes": 300}
+    plain = calibrate(patch_states_of, 16, **counts)
+    reworded = calibrate(patch_states_of, 16, reworded_share=1.0, **counts)
+    assert {"hue", "shade"} <= reworded.known_words
+    assert not {"hue", "shade"} & plain.known_words
+    assert len(reworded.known_words) > len(plain.known_words) + 20  # the grammar speaks a wider English

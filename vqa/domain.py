@@ -80,12 +80,16 @@ class DomainCalibration:
                    np.asarray(raw["patch_std"], dtype=np.float32), float(raw["image_threshold"]), raw.get("figures", {}))
 
 
-def calibrate(patch_states_of, image_size: int, train_scenes: int = 150, val_scenes: int = 200, question_scenes: int = 1000) -> DomainCalibration:
-    """Measure both checks on generated data. `patch_states_of(image)` returns a picture's (N, H) patch states."""
+def calibrate(patch_states_of, image_size: int, train_scenes: int = 150, val_scenes: int = 200, question_scenes: int = 1000,
+              reworded_share: float = 0.0, restyled_share: float = 0.0) -> DomainCalibration:
+    """Measure both checks on generated data. `patch_states_of(image)` returns a picture's (N, H) patch states.
+    The shares are the training recipe's augmentations, so that what training showed counts as known."""
     from vqa.data.splits import make_example
 
-    known = {w for i in range(question_scenes) for q in make_example("train", i, image_size=16).questions for w in question_words(q.text)}
-    train = np.concatenate([patch_states_of(make_example("train", i, image_size).image) for i in range(train_scenes)])  # (scenes * N, H)
+    known = {w for i in range(question_scenes) for q in make_example("train", i, image_size=16, reworded_share=reworded_share).questions
+             for w in question_words(q.text)}
+    train = np.concatenate([patch_states_of(make_example("train", i, image_size, restyled_share=restyled_share).image)
+                            for i in range(train_scenes)])  # (scenes * N, H)
     mean, std = train.mean(0), train.std(0) + 1e-6
     calibration = DomainCalibration(frozenset(known), mean, std, image_threshold=float("inf"))
     val = np.array([calibration.image_distance(patch_states_of(make_example("val", i, image_size).image)) for i in range(val_scenes)])
@@ -99,10 +103,14 @@ def calibrate(patch_states_of, image_size: int, train_scenes: int = 150, val_sce
 
 
 def write_calibration(model_folder: str | Path, **counts) -> DomainCalibration:
-    """Calibrate the embedded model saved in `model_folder` (as it loads: fp16 weights read as fp32) and save it there."""
+    """Calibrate the embedded model saved in `model_folder` (as it loads: fp16 weights read as fp32) and save it
+    there, with the augmentations of the recipe it was trained with (its training_config.json, when there)."""
     from vqa.backbones.embedded import EmbeddedBackbone
 
     backbone = EmbeddedBackbone(model_folder)
-    calibration = calibrate(backbone.patch_states, backbone.config.image_size, **counts)
+    recipe_file = Path(model_folder) / "training_config.json"
+    recipe = json.loads(recipe_file.read_text()) if recipe_file.is_file() else {}
+    shares = {key: recipe[key] for key in ("reworded_share", "restyled_share") if key in recipe}
+    calibration = calibrate(backbone.patch_states, backbone.config.image_size, **shares, **counts)
     calibration.save(model_folder)
     return calibration

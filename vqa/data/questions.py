@@ -141,6 +141,12 @@ def _describe(color: str | None, shape: str | None) -> str:
     return f"{color} {shape}" if color else shape
 
 
+def plural(phrase: str) -> str:
+    """"red circle" -> "red circles", "small object" -> "small objects"."""
+    *words, noun = phrase.split()
+    return " ".join([*words, SHAPE_PLURALS.get(noun, noun + "s")])
+
+
 def with_article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
@@ -194,8 +200,8 @@ def _ask_count_once(scene: Scene, rng) -> Question | None:
     obj = _choice(rng, scene.objects)
     if kind == "all":
         template = _choice(rng, TEMPLATES["count"])
-        plural = _choice(rng, ["shapes", "objects"])
-        return Question(template.format(p=plural), str(len(scene.objects)), "count", phrase=plural, phrase_objects=tuple(range(len(scene.objects))))
+        phrase = _choice(rng, ["shapes", "objects"])
+        return Question(template.format(p=phrase), str(len(scene.objects)), "count", phrase=phrase, phrase_objects=tuple(range(len(scene.objects))))
     if rng.random() < 0.2:  # a count of zero: name something absent
         for _ in range(50):
             color, shape = _choice(rng, COLOR_NAMES), _choice(rng, SHAPES)
@@ -206,9 +212,9 @@ def _ask_count_once(scene: Scene, rng) -> Question | None:
     else:
         color, shape = obj.color, obj.shape
     color, shape = _named(kind, color, shape)
-    plural = f"{color} {SHAPE_PLURALS[shape]}" if (color and shape) else (SHAPE_PLURALS[shape] if shape else f"{color} {_choice(rng, ['shapes', 'objects', 'things'])}")
+    phrase = f"{color} {SHAPE_PLURALS[shape]}" if (color and shape) else (SHAPE_PLURALS[shape] if shape else f"{color} {_choice(rng, ['shapes', 'objects', 'things'])}")
     named = _matching(scene, color, shape)
-    return Question(_choice(rng, TEMPLATES["count"]).format(p=plural), str(len(named)), "count", phrase=plural, phrase_objects=named)
+    return Question(_choice(rng, TEMPLATES["count"]).format(p=phrase), str(len(named)), "count", phrase=phrase, phrase_objects=named)
 
 
 def _named(kind: str, color: str, shape: str) -> tuple[str | None, str | None]:

@@ -51,6 +51,8 @@ class Scene:
     background: tuple[int, int, int]
     noise: float  # std of the per-pixel background noise, 0 = plain tint
     seed: int = 0
+    outline: str = "darker"  # each shape's edge: "darker" (its own colour, darkened), "black" or "none"
+    smooth: bool = True  # anti-aliased edges (drawn larger and shrunk); False draws hard pixel edges
     meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -133,14 +135,14 @@ def _jitter(rng, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def render(scene: Scene, size: int = 96) -> Image.Image:
     """Draw the scene as a size×size RGB image (background tint, optional noise, outlined shapes)."""
-    big = size * SUPERSAMPLE
+    big = size * SUPERSAMPLE if scene.smooth else size
     canvas = Image.new("RGB", (big, big), scene.background)
     draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
         # a darker outline keeps white and yellow shapes visible on pale backgrounds
-        outline = tuple(int(c * 0.55) for c in obj.rgb)
+        outline = {"darker": tuple(int(c * 0.55) for c in obj.rgb), "black": (0, 0, 0), "none": None}[scene.outline]
         _draw_shape(draw, obj, big, outline)
-    image = canvas.resize((size, size), Image.Resampling.LANCZOS)
+    image = canvas.resize((size, size), Image.Resampling.LANCZOS) if scene.smooth else canvas
     if scene.noise > 0:
         noise_rng = np.random.default_rng(scene.seed + 7919)
         pixels = np.asarray(image, dtype=np.float32)

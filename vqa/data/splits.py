@@ -27,9 +27,11 @@ from PIL import Image
 from vqa.data.captions import reference_captions
 from vqa.data.questions import FAMILIES, Question, ask
 from vqa.data.scenes import Scene, render, sample_scene
+from vqa.data.style_augmentation import vary_style
 from vqa.data.unseen_phrasing import rephrase
 from vqa.data.unseen_style import render_other_style
 from vqa.data.vocabulary import HELD_OUT_PAIRS, MAX_OBJECTS
+from vqa.data.wordings import reword
 
 SPLIT_KEYS = {"train": 11, "val": 22, "test": 33, "compositional": 44, "unseen_phrasing": 55, "unseen_style": 66}
 SPLIT_SCENES = {"val": 250, "test": 1000, "compositional": 500, "unseen_phrasing": 500, "unseen_style": 500}
@@ -37,6 +39,7 @@ SPLIT_SCENES = {"val": 250, "test": 1000, "compositional": 500, "unseen_phrasing
 # (vqa/data/unseen_style.py). Never used for training or model selection.
 UNSEEN_SPLITS = ("unseen_phrasing", "unseen_style")
 TRAIN_IMAGE_SIZE = 96
+AUGMENTATION_STREAM = 1  # third key of the seed stream training's augmentations draw from
 
 
 @dataclass
@@ -55,9 +58,13 @@ def scene_rng(split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([SPLIT_KEYS[split], index])
 
 
-def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, families=FAMILIES, max_objects: int = MAX_OBJECTS) -> Example:
+def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, families=FAMILIES, max_objects: int = MAX_OBJECTS,
+                 reworded_share: float = 0.0, restyled_share: float = 0.0) -> Example:
     """Scene `index` of `split`, rendered, with (at most) one question per family.
-    `max_objects` below MAX_OBJECTS gives the simpler scenes of a training curriculum."""
+    `max_objects` below MAX_OBJECTS gives the simpler scenes of a training curriculum. Training's augmentations:
+    `reworded_share` of the questions in other words (`vqa.data.wordings`), `restyled_share` of the pictures
+    in another look (`vqa.data.style_augmentation`); both draw from a stream of their own, so the scene and its
+    questions are the same with or without them."""
     rng = scene_rng(split, index)
     scene = sample_scene(rng, max_objects=max_objects, allow_pairs="compositional" if split == "compositional" else "train")
     scene.seed = int(rng.integers(2**31))
@@ -71,7 +78,11 @@ def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, fam
         questions.append(question)
     if split == "unseen_phrasing":
         questions = [rephrase(question, scene, rng) for question in questions]
-    image = render_other_style(scene, rng) if split == "unseen_style" else render(scene, image_size)
+    augment_rng = np.random.default_rng([SPLIT_KEYS[split], index, AUGMENTATION_STREAM])
+    if reworded_share:
+        questions = [reword(q, scene, augment_rng) if augment_rng.random() < reworded_share else q for q in questions]
+    drawn = vary_style(scene, augment_rng) if restyled_share and augment_rng.random() < restyled_share else scene
+    image = render_other_style(scene, rng) if split == "unseen_style" else render(drawn, image_size)
     return Example(split, index, scene, image, questions, reference_captions(scene))
 
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vqa.data.questions import Question, _choice, with_article
+from vqa.data.questions import Question, _choice, plural, with_article
 from vqa.data.scenes import Scene
-from vqa.data.vocabulary import SHAPE_PLURALS
 
 PHRASINGS: dict[str, list[str]] = {
     "exist": [
@@ -134,12 +133,6 @@ SINGLE_OBJECT_PHRASINGS: dict[str, list[str]] = {
 COUNT_CHECK_PHRASINGS = ["are there {n} {p}?", "are there exactly {n} {p}?", "do you see {n} {p}?", "{n} {p}?"]
 ONE_CHECK_PHRASINGS = ["is there exactly one {d}?", "just one {d}?", "do you see exactly one {d}?"]
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
-
-
-def plural(phrase: str) -> str:
-    """"red circle" -> "red circles", "small object" -> "small objects"."""
-    *words, noun = phrase.split()
-    return " ".join([*words, SHAPE_PLURALS.get(noun, noun + "s")])
 
 
 def rephrase(question: Question, scene: Scene, rng: np.random.Generator) -> Question:

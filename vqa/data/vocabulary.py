@@ -7,6 +7,8 @@ colour category, not one exact pixel value. docs/vocabulary.md says what each na
 
 from __future__ import annotations
 
+import numpy as np
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),
     "orange": (245, 135, 20),
@@ -22,6 +24,23 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "teal": (0, 125, 125),
 }
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
+
+
+def cielab(rgb) -> np.ndarray:
+    """sRGB (0-255, shape (..., 3)) to CIELAB (D65): distances there follow how different two colours look."""
+    c = np.asarray(rgb, dtype=float) / 255
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+BASE_LAB = cielab([COLORS[name] for name in COLOR_NAMES])  # (colours, 3)
+
+
+def colour_name(rgb) -> str:
+    """The name of a shade: the colour whose base value it looks closest to (docs/vocabulary.md's rule)."""
+    return COLOR_NAMES[int(np.argmin(np.linalg.norm(BASE_LAB - cielab(rgb), axis=-1)))]
 
 SHAPES: tuple[str, ...] = ("circle", "square", "rectangle", "triangle", "ellipse", "star", "pentagon", "hexagon")
 SHAPE_PLURALS = {s: s + "s" for s in SHAPES}

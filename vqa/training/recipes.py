@@ -40,6 +40,10 @@ class TrainConfig:
     # "per_objective": MLM hides words only, MVM patches only (UNITER's one modality at a time);
     # "modality_aware": MLIM's, see vqa.training.objectives.MASKING_REGIMES. None: the architecture's choice.
     masking: str | None = None
+    # Training's augmentations: the share of questions worded by the re-wording grammar (vqa.data.wordings)
+    # and of pictures drawn in another look (vqa.data.style_augmentation); 0 trains on the generator alone.
+    reworded_share: float = 0.0
+    restyled_share: float = 0.0
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides of the architecture
     domain_calibration: dict = field(default_factory=dict)  # vqa.domain.calibrate's scene counts (default: its own)
 
@@ -47,7 +51,8 @@ class TrainConfig:
 PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights: 46.1 minutes). Before, 1,800
     # joint steps took 61-63 minutes on slower days, and their last 150 added 0.005 to validation accuracy.
-    "full": TrainConfig(preset="full", steps=1650),
+    # Half of its questions re-worded and half of its pictures re-styled: bench/results/augmentation_ab.md.
+    "full": TrainConfig(preset="full", steps=1650, reworded_share=0.5, restyled_share=0.5),
     # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
     # the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
     # bench/sweep_presets.py: bench/results/quick_preset_history.md.
