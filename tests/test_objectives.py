@@ -42,7 +42,8 @@ def test_each_objective_lowers_its_loss_when_over_fitting_a_tiny_batch(objective
     model = build_model(recipe)
     check_objectives(model, recipe.loss_weights)
     batch = BatchMaker(ShapesVLPProcessor.for_config(model.config, load_tokenizer(PACKAGE_TOKENIZER_DIR)), recipe)(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    # at 3e-3 the ITM loss oscillated, and where it stood after 40 steps depended on the CPU's thread count
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def loss_now() -> float:
         torch.manual_seed(1)  # the same masks and negatives as in training: one fixed batch to over-fit
