@@ -175,9 +175,9 @@ def colorbar_image() -> Image.Image:
 
 # ----- attention controls -------------------------------------------------------------------
 def layer_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
-    # The first fusion layer is the default: it is where question words find their objects (the embedded
-    # model is trained to ground words there, and pointing accuracy is measured there). Layers above it
-    # route what was found towards the answer, so their maps are harder to read.
+    # The mean over layers is the default: with the default token, [CLS], it is the map pointing accuracy is
+    # measured on. The first fusion layer is where question words find the objects they name; [CLS] there has
+    # not seen the image yet, so for "the shape left of the square" it looks at the square.
     return (
         [(f"first fusion layer ({maps.layers[0]})", "first"), (f"last fusion layer ({maps.layers[-1]})", "last")]
         + [(f"layer {layer}", str(i)) for i, layer in enumerate(maps.layers)]
@@ -355,7 +355,7 @@ class Handlers:
 
     # ----- Attention ---------------------------------------------------------------------
     @user_errors
-    def explain(self, image, question, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention", model_key=None):
+    def explain(self, image, question, layer="mean", head="mean", token=SUMMARY_TOKEN, method="attention", model_key=None):
         """Where the model looked. Returns (heatmap, layers×heads grid, colour bar, description, note,
         state for re-drawing, layer / head / token dropdown updates).
 
@@ -366,7 +366,7 @@ class Handlers:
         maps = model.explain(pil, text)
         picture = display_copy(pil)
         layers, heads, tokens = layer_choices(maps), head_choices(maps), token_choices(maps)
-        layer, head = _choice(layer, layers, "first"), _choice(head, heads, "mean")
+        layer, head = _choice(layer, layers, "mean"), _choice(head, heads, "mean")
         token = token if _token_index(maps, token) is not None else "all"
         method = method if method in ATTENTION_METHOD.choices else ATTENTION_METHOD.default
         heat, description = attention_view(maps, picture, layer, head, token, method)
@@ -379,7 +379,7 @@ class Handlers:
         )
 
     @user_errors
-    def redraw_attention(self, state, layer="first", head="mean", token=SUMMARY_TOKEN, method="attention"):
+    def redraw_attention(self, state, layer="mean", head="mean", token=SUMMARY_TOKEN, method="attention"):
         """Re-draw from the maps already computed (no model call) when a control changes."""
         if not isinstance(state, dict) or "maps" not in state:
             return gr.skip(), gr.skip(), gr.skip()
@@ -445,7 +445,7 @@ class Handlers:
             heat_full, heat_quant = overlay(picture, map_full), overlay(picture, map_quant)
             heat_diff = overlay(picture, diff)
             diff_line = (
-                f"Heatmaps (first fusion layer, heads averaged, from the first token, [CLS]): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
+                f"Heatmaps (fusion layers and heads averaged, from the first token, [CLS]): largest change **{diff.max():.4f}**, mean change {diff.mean():.4f} "
                 f"(each map is a share of 1 spread over {diff.size} patches; the difference picture is scaled to its own maximum)."
             )
 

@@ -194,8 +194,8 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
                         _help("Where did the answer come from? Bright areas got the most attention. By default: from [CLS], the summary the classifier answers from; pick a word to see what it looked at.")
                         explain_button = gr.Button("Show attention", variant="primary", elem_id="explain-button")
                         with gr.Row():
-                            method = gr.Radio([("one layer", "attention"), ("rollout (all layers)", "rollout")], value="attention", label="Method")
-                            layer = gr.Dropdown([("first fusion layer", "first"), ("last fusion layer", "last"), ("mean over layers", "mean")], value="first", label="Layer", allow_custom_value=True)
+                            method = gr.Radio([("raw attention", "attention"), ("rollout (all layers)", "rollout")], value="attention", label="Method")
+                            layer = gr.Dropdown([("first fusion layer", "first"), ("last fusion layer", "last"), ("mean over layers", "mean")], value="mean", label="Layer", allow_custom_value=True)
                             head = gr.Dropdown([("mean over heads", "mean")], value="mean", label="Head", allow_custom_value=True)
                             token = gr.Dropdown([("all question words", "all"), (SUMMARY_TOKEN_LABEL, SUMMARY_TOKEN)], value=SUMMARY_TOKEN, label="Word", allow_custom_value=True)
                         with gr.Row(equal_height=False):

@@ -154,8 +154,10 @@ def test_explain_outputs_images(handlers, image_path):
     for picture in (heat, grid, bar):
         assert isinstance(picture, Image.Image) and picture.width > 10 and picture.height > 10
     assert "looked most at" in text
-    # by default the first fusion layer: where words are matched to objects (and pointing is measured)
-    assert layers["value"] == "first" and f"first fusion layer ({state['maps'].layers[0]})" in text
+    # by default the mean over the fusion layers: with [CLS], the map pointing accuracy is measured on
+    assert layers["value"] == "mean" and "mean over the fusion layers" in text
+    _, _, first_text = handlers.redraw_attention(state, "first", "mean", "all", "attention")
+    assert f"first fusion layer ({state['maps'].layers[0]})" in first_text
     _, _, last_text = handlers.redraw_attention(state, "last", "mean", "all", "attention")
     assert f"last fusion layer ({state['maps'].layers[-1]})" in last_text
     assert note  # the AttentionMaps.note is shown

@@ -353,18 +353,18 @@ def test_caption_adds_the_pictures_notes_and_the_domain_warning():
 
 
 # ----- Attention -----------------------------------------------------------------------------------
-def test_explain_starts_on_the_first_layer_and_cls(grid_stand_in):
+def test_explain_starts_on_the_mean_over_layers_and_cls(grid_stand_in):
     model = FakeModel()
     heat, grid, bar, text, note, state, layers, heads, tokens = Handlers(FakeModels(model)).explain(picture(), "  what colour\nis the square? ")
     assert model.calls[0][2] == "what colour is the square?" and model.calls[0][1].size == (96, 64)
-    assert text == ("The model looked most at the **top left** of the picture (ringed in cyan). Bright = more attention. "
-                    "Showing: first fusion layer (2), mean over heads, from [CLS], the summary token the classifier answers from; "
+    assert text == ("The model looked most at the **bottom left** of the picture (ringed in cyan). Bright = more attention. "
+                    "Showing: mean over the fusion layers, mean over heads, from [CLS], the summary token the classifier answers from; "
                     "grid 3×3 patches.")
     assert note == "*cross-attention:* where each word looked"
     assert heat.size == (384, 256) and bar.size == colorbar_image().size
     assert grid_stand_in == [((96, 64), 0)] and grid.size == (10, 4)
     assert layers == gr.update(choices=[("first fusion layer (2)", "first"), ("last fusion layer (5)", "last"), ("layer 2", "0"),
-                                        ("layer 5", "1"), ("mean over layers", "mean")], value="first")
+                                        ("layer 5", "1"), ("mean over layers", "mean")], value="mean")
     assert heads == gr.update(choices=[("mean over heads", "mean"), ("head 0", "0"), ("head 1", "1")], value="mean")
     assert tokens["value"] == "0:[CLS]" and tokens["choices"][:2] == [("all question words", "all"), ("[CLS] (summary)", "0:[CLS]")]
     assert state["maps"] is model.maps and state["image"].size == (96, 64) and list(state["grids"]) == ["0:[CLS]"]
@@ -380,9 +380,8 @@ def test_explain_keeps_the_chosen_view():
 def test_explain_falls_back_to_the_defaults_for_choices_not_on_the_menus():
     outputs = Handlers(FakeModels()).explain(picture(), "what colour?", layer="7", head="9", token="5:circle", method="guess")
     text, layers, heads, tokens = outputs[3], outputs[6], outputs[7], outputs[8]
-    assert (layers["value"], heads["value"], tokens["value"]) == ("first", "mean", "all")
-    assert "Showing: first fusion layer (2), mean over heads, from all question words" in text
-    assert "**middle left**" in text
+    assert (layers["value"], heads["value"], tokens["value"]) == ("mean", "mean", "all")
+    assert "Showing: mean over the fusion layers, mean over heads, from all question words" in text
 
 
 def test_explain_keeps_rollout_when_chosen():

@@ -155,3 +155,48 @@ def test_training_learns_a_tiny_model_in_a_few_dozen_steps(tmp_path):
     assert last["loss_total"] < 0.85 * first["loss_total"], [r["loss_total"] for r in joint]
     assert last["loss_classifier"] < first["loss_classifier"]
     assert last["val_classifier_accuracy"] > first["val_classifier_accuracy"], [r["val_classifier_accuracy"] for r in joint]
+
+
+def test_cls_grounding_points_a_left_right_question_at_the_object_it_asks_about():
+    """A left/right question's phrase names its anchor ("...left of the square?"), but its [CLS] is taught
+    to look at the referent, the object whose colour or shape is the answer, while the anchor's words
+    still look at the anchor; a colour question's [CLS] looks at the object it names."""
+    from vqa.data.splits import make_example
+
+    config, model, processor, batches = _smoke_batches(cls_grounding_families=("color", "spatial_color", "spatial_shape"))
+    questions = [q for i in range(30) for q in make_example("train", i, image_size=model.config.image_size).questions]
+    spatial = [next(q for q in questions if q.family == family) for family in ("spatial_color", "spatial_shape")]
+    colour = next(q for q in questions if q.family == "color")
+    for question in [*spatial, colour]:
+        regions = batches.question_token_regions([question.text], [question])[0]  # (T, 1 + MAX_OBJECTS)
+        assert set(regions[0].nonzero().flatten().tolist()) == {question.referent + 1}, question.text
+    for question in spatial:
+        assert question.referent not in question.phrase_objects
+        regions = batches.question_token_regions([question.text], [question])[0]
+        assert set(regions[1:].nonzero()[:, 1].tolist()) == {i + 1 for i in question.phrase_objects}, question.text
+
+
+def test_cls_grounding_every_layer_teaches_the_layers_above_the_first():
+    """The first fused layer's [CLS] has not seen the image, so it cannot find "the shape left of the square";
+    with `cls_grounding_every_layer` the grounding loss also reaches the [CLS] of the fused layers above it
+    (here the second of two), and without it those layers' attention gets no grounding gradient at all."""
+    import torch
+
+    from vqa.training import compute_losses, loss_weights, preset
+
+    families = ("color", "shape", "size", "spatial_color", "spatial_shape")
+    weights = {name: 0.0 for name in loss_weights(preset("smoke"))} | {"grounding": 1.0}
+    gradients, losses = {}, {}
+    for every_layer in (False, True):
+        torch.manual_seed(0)
+        config, model, processor, batches = _smoke_batches(
+            cls_grounding_families=families, cls_grounding_every_layer=every_layer, loss_weights=weights,
+            model={**preset("smoke").model, "fusion_layer": 0})
+        assert model.config.fused_layers == [0, 1]
+        loss = compute_losses(model, batches(0), config)["grounding"]
+        loss.backward()
+        query = model.fusion.layers[1].cross_attention.query.weight.grad
+        gradients[every_layer] = 0.0 if query is None else float(query.abs().sum())
+        losses[every_layer] = loss.item()
+    assert gradients[False] == 0.0 and gradients[True] > 0.0
+    assert losses[True] > losses[False]  # the same first-layer loss, plus the layer above's

@@ -63,12 +63,13 @@ def rollout(maps: AttentionMaps, token: int | str | None = None) -> np.ndarray:
 
 
 def pointing_map(maps: AttentionMaps) -> np.ndarray:
-    """The map whose peak says where the answer came from: the fusion layer (the first layer
-    that cross-attends), heads averaged, from the text's first token ([CLS]): the summary
-    token whose fused state the classifier head reads. The content words' mean would point at
-    the object a question names, which for "what colour is the shape left of the square?"
-    is not the object the answer is about."""
-    return select_map(maps, layer=0, head=None, token=0)
+    """The map whose peak says where the answer came from: the fused layers' attention from the
+    text's first token ([CLS]), the summary token whose fused state the classifier head reads,
+    heads and layers averaged. The content words' mean would point at the object a question
+    names, which for "what colour is the shape left of the square?" is not the object the answer
+    is about; and the first fused layer alone has not seen the image yet, so for that question
+    it can only look at the square."""
+    return select_map(maps, layer=None, head=None, token=0)
 
 
 def peak_location(grid_map: np.ndarray) -> tuple[float, float]:

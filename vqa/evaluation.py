@@ -9,7 +9,7 @@
 - caption_score: object-mention recall: the share of objects whose full
   "size colour shape" phrase appears in the generated caption (caption_metric says so);
 - pointing_accuracy: on questions about one object, the share where the peak of the
-  fusion layer's cross-attention from [CLS] (heads averaged; `attention_maps.pointing_map`)
+  fused layers' cross-attention from [CLS] (heads and layers averaged; `attention_maps.pointing_map`)
   falls inside the box of the object the answer is about (for a spatial question, the
   object on that side of the named one);
 - classifier_wrong_kind_rate / generative_wrong_kind_rate: the share of questions answered with another

@@ -320,11 +320,20 @@ def patch_objective(step: Step) -> torch.Tensor:
 def grounding_objective(step: Step) -> torch.Tensor:
     """The phrase a question names its objects by, and (when ITM trains) the object phrases of the matching captions."""
     owners = step.batch["patch_labels"]["owner"]  # (B_img, N)
-    losses = [grounding_loss(step.questions.text_to_image[0], step.batch["question_token_regions"], owners[step.batch["image_index"]])]
+    question_owners = owners[step.batch["image_index"]]  # (B_q, N)
+    losses = [grounding_loss(step.questions.text_to_image[0], step.batch["question_token_regions"], question_owners)]
     if step.weights.get("itm"):
         n = step.pair_count
         losses.append(grounding_loss(step.matching.text_to_image[0][:n], step.batch["caption_token_regions"][:n], owners[:n]))
-    return sum(losses) / len(losses)
+    loss = sum(losses) / len(losses)
+    if step.tc.cls_grounding_every_layer:
+        # [CLS] alone above the first layer: by then it has seen the image, so "the shape left of the square" can be found
+        cls_regions = step.batch["question_token_regions"].clone()  # (B_q, T, 1+MAX_OBJECTS)
+        cls_regions[:, 1:] = False
+        later = step.questions.text_to_image[1:]
+        if later:
+            loss = loss + sum(grounding_loss(layer, cls_regions, question_owners) for layer in later) / len(later)
+    return loss
 
 
 # ----- putting them together -----------------------------------------------------------------

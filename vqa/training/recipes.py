@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.model.factory import load_architecture
 
 
@@ -31,10 +32,14 @@ class TrainConfig:
     # Patches on an object weigh this much more than background ones in the patch loss: most
     # patches are background, so unweighted the "none" class dominates (the model card has the figures).
     patch_object_weight: float = 10.0
-    # Question families whose [CLS] is also aligned, in the fusion layer, to the objects the question's
-    # phrase names (or to "no object"): the classifier reads [CLS], so an existence answer is then one
-    # look away.
+    # Question families whose [CLS] is also aligned, in the fusion layer, to what the question is about: the
+    # one object a colour, shape, size or left/right question asks about, else the objects its phrase names
+    # (or "no object"). The classifier reads [CLS], so the answer is then one look away, and the heatmap
+    # shows that look.
     cls_grounding_families: tuple[str, ...] = ()
+    # Align [CLS] in every fused layer, not only the first: a left/right question's [CLS] can only find its object
+    # once it has seen the image, so in the first layer it looks at the anchor the question names.
+    cls_grounding_every_layer: bool = False
     # Objective name -> weight in the total loss (vqa.training.objectives); None: the architecture's own objectives.
     loss_weights: dict | None = None
     # "per_objective": MLM hides words only, MVM patches only (UNITER's one modality at a time);
@@ -49,15 +54,19 @@ class TrainConfig:
 
 
 PRESETS = {
-    # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights: 46.1 minutes). Before, 1,800
-    # joint steps took 61-63 minutes on slower days, and their last 150 added 0.005 to validation accuracy.
+    # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights' time is in their model card); a
+    # longer joint phase added almost nothing to validation accuracy.
     # Half of its questions re-worded and half of its pictures re-styled: bench/results/augmentation_ab.md.
-    "full": TrainConfig(preset="full", steps=1650, reworded_share=0.5, restyled_share=0.5),
+    # Its [CLS] is taught, in every fused layer, to look at the object a one-object question asks about: with the
+    # augmentations alone, left/right questions' [CLS] looked at the anchor object (the model card).
+    "full": TrainConfig(preset="full", steps=1650, reworded_share=0.5, restyled_share=0.5,
+                        cls_grounding_families=SINGLE_REFERENT_FAMILIES, cls_grounding_every_layer=True),
     # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
     # the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
-    # bench/sweep_presets.py: bench/results/quick_preset_history.md.
+    # bench/sweep_presets.py: bench/results/quick_preset_history.md; the augmentations: bench/results/augmentation_ab.md.
     "quick": TrainConfig(
         preset="quick", steps=380, vision_warmup_steps=250, questions_per_image=8, warmup_steps=30, curriculum_steps=40,
+        reworded_share=0.5, restyled_share=0.5,
         learning_rate=1.5e-3, min_learning_rate=5e-4, eval_every=95, eval_scenes=40,
         loss_weights={"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.0, "itm": 0.0, "patch": 0.5, "grounding": 1.0},
         cls_grounding_families=("exist", "not_exist", "count"),

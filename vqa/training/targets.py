@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vqa.data.questions import SINGLE_REFERENT_FAMILIES
 from vqa.data.scenes import render_object_map
 from vqa.data.splits import make_example
 from vqa.data.vocabulary import MAX_OBJECTS, PATCH_ATTRIBUTE_VALUES
@@ -97,12 +98,21 @@ class BatchMaker:
 
     def question_token_regions(self, texts: list[str], asked: list) -> torch.Tensor:
         """(B_q, T, 1 + MAX_OBJECTS) grounding targets of the questions' tokens: their phrase's words (see
-        `question_phrase_regions`), and [CLS] too for the families in `cls_grounding_families`."""
+        `question_phrase_regions`), and [CLS] too for the families in `cls_grounding_families`: the object
+        a question about one object is about, else the objects its phrase names."""
         regions = self.question_phrase_regions(texts, asked)
         for b, question in enumerate(asked):
-            if question.family in self.tc.cls_grounding_families and question.phrase:
-                regions[b, 0] = False
-                regions[b, 0, [i + 1 for i in question.phrase_objects] or [0]] = True
+            if question.family not in self.tc.cls_grounding_families:
+                continue
+            if question.family in SINGLE_REFERENT_FAMILIES and question.referent is not None:
+                # the object the answer is about: a spatial question's phrase names its anchor, not this
+                objects = (question.referent,)
+            elif question.phrase:
+                objects = question.phrase_objects
+            else:
+                continue
+            regions[b, 0] = False
+            regions[b, 0, [i + 1 for i in objects] or [0]] = True
         return regions
 
     def question_phrase_regions(self, texts: list[str], asked: list) -> torch.Tensor:

@@ -19,7 +19,7 @@ from vqa.training.targets import BatchMaker, to_device
 def answer_counts(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_scenes: int, shard: int = 0, num_shards: int = 1) -> dict[str, float]:
     """Counts over this shard's val scenes (of the first `num_scenes`): questions answered right by the classifier
     and by greedy generation (for the heads the model has), per family, and pointing: questions about one object
-    where the [CLS] token's attention in the first fused layer peaks inside that object (`vqa.evaluation`'s
+    where the [CLS] token's attention, averaged over the fused layers, peaks inside that object (`vqa.evaluation`'s
     pointing accuracy, on patch centres). The same keys on every shard, so they can be summed across processes."""
     config = model.config
     counts = {"questions": 0.0, "classifier": 0.0, "generative": 0.0, "pointed": 0.0, "pointing_questions": 0.0}
@@ -34,7 +34,9 @@ def answer_counts(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_sce
         same_image = torch.zeros(len(ex.questions), dtype=torch.long, device=device)  # (Q,): every question is about image 0
         out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, image_index=same_image, output_attentions=True)
         if config.fused_layers:
-            cls_maps = out.text_to_image[0][:, :, 0, 1:].mean(1).reshape(-1, grid, grid).cpu()  # (Q, grid, grid) [CLS], heads averaged
+            to_grid = torch.stack(out.text_to_image)[:, :, :, 0, 1:]  # (L, Q, heads, N): [CLS] to the patches
+            to_grid = to_grid / to_grid.sum(-1, keepdim=True).clamp_min(1e-9)  # as `attention_maps.pointing_map` reads them
+            cls_maps = to_grid.mean((0, 2)).reshape(-1, grid, grid).cpu()  # (Q, grid, grid): layers and heads averaged
             for x, cls_map in zip(ex.questions, cls_maps.numpy()):
                 if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
                     counts["pointed"] += peak_inside(cls_map, ex.scene.objects[x.referent].box)

@@ -24,7 +24,9 @@ def member_recipe(name: str, base: str = "quick") -> TrainConfig:
     if "grounding" in weights and recipe.loss_weights:
         weights["grounding"] = recipe.loss_weights.get("grounding", weights["grounding"])
     sizes = ZOO_SIZES if base == "quick" else {k: v for k, v in recipe.model.items() if k not in ("vision_layers", "text_layers", "fusion_layer", "decoder_layers")}
+    # The shipped members were trained on the generator's own wordings and pictures; the recipe keeps that data.
     return replace(
         recipe, preset=f"zoo-{base}", architecture=name, loss_weights=weights, model=dict(sizes), itm_images=min(8, recipe.itm_images),
+        reworded_share=0.0, restyled_share=0.0,
         vision_warmup_steps=recipe.vision_warmup_steps if "patch" in spec["heads"] else 0,
     )
