@@ -176,8 +176,8 @@ def colorbar_image() -> Image.Image:
 # ----- attention controls -------------------------------------------------------------------
 def layer_choices(maps: vqa.AttentionMaps) -> list[tuple[str, str]]:
     # The mean over layers is the default: with the default token, [CLS], it is the map pointing accuracy is
-    # measured on. The first fusion layer is where question words find the objects they name; [CLS] there has
-    # not seen the image yet, so for "the shape left of the square" it looks at the square.
+    # measured on. The first fusion layer is where question words find the objects they name: for "the shape
+    # left of the square", the square.
     return (
         [(f"first fusion layer ({maps.layers[0]})", "first"), (f"last fusion layer ({maps.layers[-1]})", "last")]
         + [(f"layer {layer}", str(i)) for i, layer in enumerate(maps.layers)]

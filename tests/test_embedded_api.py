@@ -192,6 +192,27 @@ def test_shipped_model_answers_each_question_family_as_measured(shipped_model):
             assert len(values) >= 15 and np.mean(values) >= floor, f"{family} / {head}: {np.mean(values):.3f} over {len(values)} (floor {floor})"
 
 
+@pytest.mark.slow
+def test_the_shipped_models_map_points_at_the_object_a_left_right_question_asks_about(shipped_model):
+    """The Attention tab's default map ([CLS], fused layers and heads averaged) peaks on the object whose colour
+    or shape is the answer, not on the one the question names: for "the shape left of the square", not the square.
+    A map mirrored or transposed anywhere on its way puts the peak on the wrong side."""
+    from vqa.attention_maps import peak_inside, pointing_map
+    from vqa.data.splits import make_example
+
+    on_referent, on_anchor, questions = 0, 0, 0
+    for index in range(30):
+        example = make_example("test", index, image_size=96)
+        for q in example.questions:
+            if q.family in ("spatial_color", "spatial_shape"):
+                grid = pointing_map(shipped_model.explain(example.image, q.text))  # (grid, grid)
+                on_referent += peak_inside(grid, example.scene.objects[q.referent].box)
+                on_anchor += any(peak_inside(grid, example.scene.objects[i].box) for i in q.phrase_objects)
+                questions += 1
+    assert questions >= 20
+    assert on_referent / questions >= 0.9 and on_anchor / questions <= 0.1, (on_referent, on_anchor, questions)
+
+
 @pytest.mark.parametrize("scheme", [None, "int8"])
 def test_traced_graphs_answer_as_the_eager_model_does(shipped_model, scheme):
     """The backbone runs image encoding and question fusion as TorchScript graphs; the eager model

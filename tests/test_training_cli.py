@@ -177,8 +177,7 @@ def test_cls_grounding_points_a_left_right_question_at_the_object_it_asks_about(
 
 
 def test_cls_grounding_every_layer_teaches_the_layers_above_the_first():
-    """The first fused layer's [CLS] has not seen the image, so it cannot find "the shape left of the square";
-    with `cls_grounding_every_layer` the grounding loss also reaches the [CLS] of the fused layers above it
+    """With `cls_grounding_every_layer` the grounding loss also reaches the [CLS] of the fused layers above the first
     (here the second of two), and without it those layers' attention gets no grounding gradient at all."""
     import torch
 

@@ -65,10 +65,9 @@ def rollout(maps: AttentionMaps, token: int | str | None = None) -> np.ndarray:
 def pointing_map(maps: AttentionMaps) -> np.ndarray:
     """The map whose peak says where the answer came from: the fused layers' attention from the
     text's first token ([CLS]), the summary token whose fused state the classifier head reads,
-    heads and layers averaged. The content words' mean would point at the object a question
-    names, which for "what colour is the shape left of the square?" is not the object the answer
-    is about; and the first fused layer alone has not seen the image yet, so for that question
-    it can only look at the square."""
+    heads and layers averaged, since every fused layer adds to that state and models ground in
+    different layers. The content words would point at the object a question names, which for
+    "what colour is the shape left of the square?" is not the object the answer is about."""
     return select_map(maps, layer=None, head=None, token=0)
 
 

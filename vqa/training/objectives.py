@@ -327,7 +327,7 @@ def grounding_objective(step: Step) -> torch.Tensor:
         losses.append(grounding_loss(step.matching.text_to_image[0][:n], step.batch["caption_token_regions"][:n], owners[:n]))
     loss = sum(losses) / len(losses)
     if step.tc.cls_grounding_every_layer:
-        # [CLS] alone above the first layer: by then it has seen the image, so "the shape left of the square" can be found
+        # [CLS] alone in the layers above the first: aligned in the first alone, left/right questions' [CLS] was not learned
         cls_regions = step.batch["question_token_regions"].clone()  # (B_q, T, 1+MAX_OBJECTS)
         cls_regions[:, 1:] = False
         later = step.questions.text_to_image[1:]

@@ -37,8 +37,8 @@ class TrainConfig:
     # (or "no object"). The classifier reads [CLS], so the answer is then one look away, and the heatmap
     # shows that look.
     cls_grounding_families: tuple[str, ...] = ()
-    # Align [CLS] in every fused layer, not only the first: a left/right question's [CLS] can only find its object
-    # once it has seen the image, so in the first layer it looks at the anchor the question names.
+    # Align [CLS] in every fused layer, not only the first: aligned in the first alone, a left/right question's
+    # [CLS] found its object only half of the time (the model card has the runs).
     cls_grounding_every_layer: bool = False
     # Objective name -> weight in the total loss (vqa.training.objectives); None: the architecture's own objectives.
     loss_weights: dict | None = None
