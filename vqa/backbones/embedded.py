@@ -17,6 +17,7 @@ from vqa.domain import DomainCalibration
 from vqa.errors import ModelLoadError, UnsupportedError
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA, ShapesVLPOutput
 from vqa.model.description import describe, describe_attention
+from vqa.model.outputs import patch_attention_grids
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.quantization import SCHEME_LABELS, bnb_config, model_bytes, normalise_scheme, require_available
 from vqa.results import Answer, AttentionMaps, Caption, ModelInfo
@@ -232,9 +233,7 @@ class EmbeddedBackbone(Backbone):
         out, q = self._fuse(image, question, output_attentions=True)
         grid = self.config.grid_size
         to_image = torch.stack(out.text_to_image)[:, 0]  # (layers, heads, T, 1+N)
-        patches = to_image[..., 1:]  # drop the image [CLS] column: it has no place on the image
-        patches = patches / patches.sum(-1, keepdim=True).clamp_min(1e-9)  # rows sum to 1 over the grid again
-        maps = patches.reshape(*patches.shape[:-1], grid, grid)  # (L, heads, T, grid, grid)
+        maps = patch_attention_grids(to_image, grid)  # (L, heads, T, grid, grid)
         layers = self.config.fused_layers or [self.config.text_layers - 1]  # a dual encoder's map is read off its last layer
         text_self = None if out.text_self_attentions is None else torch.stack(out.text_self_attentions)[:, 0]  # (L, heads, T, T)
         tokens = self.processor.tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())

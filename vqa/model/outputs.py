@@ -27,6 +27,14 @@ class FusionOutput(ModelOutput):
     text_self_attentions: tuple | None = None  # per fused layer (B, heads, T, T) text-to-text mixing, for rollout
 
 
+def patch_attention_grids(to_image: torch.Tensor, grid: int) -> torch.Tensor:
+    """(..., grid, grid) from (..., 1+N) rows of `text_to_image`: attention over the patches alone, the image
+    [CLS] column left out (it has no place on the image) and each row renormalised to sum to 1 over the grid."""
+    patches = to_image[..., 1:]  # (..., N)
+    patches = patches / patches.sum(-1, keepdim=True).clamp_min(1e-9)
+    return patches.reshape(*patches.shape[:-1], grid, grid)
+
+
 @dataclass
 class ShapesVLPOutput(ModelOutput):
     answer_logits: torch.FloatTensor | None = None  # (B, num_answers), with the classifier head

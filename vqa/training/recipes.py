@@ -57,8 +57,8 @@ PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights' time is in their model card); a
     # longer joint phase added almost nothing to validation accuracy.
     # Half of its questions re-worded and half of its pictures re-styled: bench/results/augmentation_ab.md.
-    # Its [CLS] is taught, in every fused layer, to look at the object a one-object question asks about: with the
-    # augmentations alone, left/right questions' [CLS] looked at the anchor object (the model card).
+    # Its [CLS] is taught, in every fused layer, to look at the object a one-object question asks about, so the
+    # heatmap a class sees is the look the classifier answers from (the model card compares the runs).
     "full": TrainConfig(preset="full", steps=1650, reworded_share=0.5, restyled_share=0.5,
                         cls_grounding_families=SINGLE_REFERENT_FAMILIES, cls_grounding_every_layer=True),
     # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and

@@ -12,6 +12,7 @@ from vqa.attention_maps import peak_inside
 from vqa.data.questions import FAMILIES, SINGLE_REFERENT_FAMILIES
 from vqa.data.splits import make_example
 from vqa.model import ShapesVLPForVQA
+from vqa.model.outputs import patch_attention_grids
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.training.targets import BatchMaker, to_device
 
@@ -34,9 +35,9 @@ def answer_counts(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_sce
         same_image = torch.zeros(len(ex.questions), dtype=torch.long, device=device)  # (Q,): every question is about image 0
         out = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds, image_index=same_image, output_attentions=True)
         if config.fused_layers:
-            to_grid = torch.stack(out.text_to_image)[:, :, :, 0, 1:]  # (L, Q, heads, N): [CLS] to the patches
-            to_grid = to_grid / to_grid.sum(-1, keepdim=True).clamp_min(1e-9)  # as `attention_maps.pointing_map` reads them
-            cls_maps = to_grid.mean((0, 2)).reshape(-1, grid, grid).cpu()  # (Q, grid, grid): layers and heads averaged
+            # [CLS] to the patches, layers and heads averaged, as `attention_maps.pointing_map` reads the app's maps
+            cls_to_image = torch.stack(out.text_to_image)[:, :, :, 0]  # (L, Q, heads, 1+N)
+            cls_maps = patch_attention_grids(cls_to_image, grid).mean((0, 2)).cpu()  # (Q, grid, grid)
             for x, cls_map in zip(ex.questions, cls_maps.numpy()):
                 if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
                     counts["pointed"] += peak_inside(cls_map, ex.scene.objects[x.referent].box)
