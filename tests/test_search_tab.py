@@ -31,10 +31,16 @@ def shipped_server():
 def test_search_api_finds_the_scene_a_caption_describes_with_both_scores(shipped_server):
     from gradio_client import Client
 
-    caption = make_example("test", 17).captions[0]  # the gallery holds test scenes 0-299
-    hits, table, note, *_ = Client(shipped_server, verbose=False).predict(caption, None, TEXT_QUERY, True, 5, api_name="/search")
-    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
-    assert rows[0]["picture"] == "test_0017"
+    client = Client(shipped_server, verbose=False)
+    firsts = 0
+    for index in range(10, 20):  # the gallery holds test scenes 0-299
+        caption = make_example("test", index).captions[0]
+        hits, table, note, *_ = client.predict(caption, None, TEXT_QUERY, True, 5, api_name="/search")
+        rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+        assert f"test_{index:04d}" in [row["picture"] for row in rows], caption
+        firsts += rows[0]["picture"] == f"test_{index:04d}"
+    # a short caption ("a small gray ellipse") also fits a scene that holds more: the measured R@1 is 0.98
+    assert firsts >= 8
     assert len(hits) == len(rows) == 5
     itm = [row["ITM match"] for row in rows]
     assert all(0.0 <= p <= 1.0 for p in itm) and itm == sorted(itm, reverse=True)  # ordered by ITM

@@ -72,7 +72,7 @@ def test_question_words_naming_an_object_look_at_it():
 
     def targets_of(question):
         regions = batches.question_token_regions([question.text], [question])[0]  # (T, 1 + MAX_OBJECTS)
-        tokens = processor.tokenizer.convert_ids_to_tokens(processor.text([question.text])["input_ids"][0].tolist())
+        tokens = processor.text_tokenizer.convert_ids_to_tokens(processor.text([question.text])["input_ids"][0].tolist())
         return tokens, [tuple(r.nonzero().flatten().tolist()) for r in regions]
 
     example = next(e for e in examples if len(e.scene.objects) >= 3 and any(q.relation for q in e.questions))

@@ -236,7 +236,7 @@ class EmbeddedBackbone(Backbone):
         maps = patch_attention_grids(to_image, grid)  # (L, heads, T, grid, grid)
         layers = self.config.fused_layers or [self.config.text_layers - 1]  # a dual encoder's map is read off its last layer
         text_self = None if out.text_self_attentions is None else torch.stack(out.text_self_attentions)[:, 0]  # (L, heads, T, T)
-        tokens = self.processor.tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())
+        tokens = self.processor.text_tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())
         if answer is None and out.answer_logits is not None:  # the classifier's answer came with this pass
             answer = self.labels[int(out.answer_logits[0].argmax())]
         elif answer is None:  # a dual encoder scores statements; an encoder-decoder writes its answer

@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 
 class FrozenGraphs:
     """`encode_image(pixels)` -> image embeddings; `answer(input_ids, attention_mask, image_embeds)` ->
-    (answer logits, fused text states), or None for an architecture without a classifier head. Shapes
+    (answer logits, fused text states), or None for an architecture without a classifier head; its text embedding
+    runs eagerly before the graph (a pretrained text encoder cannot be traced here). Shapes
     follow the inputs: the traced operators read the batch size and question length from them, so one
     trace serves every question length."""
 
@@ -62,9 +63,11 @@ class FrozenGraphs:
             self.encode_image = torch.jit.freeze(torch.jit.trace(paths["encode_image"].eval(), (pixels,), check_trace=False))
             self.answer = None
             if "answer" in paths:
-                self.answer = torch.jit.freeze(torch.jit.trace(
-                    paths["answer"].eval(), (question["input_ids"], question["attention_mask"], image_embeds), check_trace=False,
+                fuse = torch.jit.freeze(torch.jit.trace(
+                    paths["answer"].eval(), (model.embed_text(question["input_ids"]), question["attention_mask"], image_embeds),
+                    check_trace=False,
                 ))
+                self.answer = lambda input_ids, attention_mask, image_embeds: fuse(model.embed_text(input_ids), attention_mask, image_embeds)
 
 
 def build(model: ShapesVLPForVQA, processor: ShapesVLPProcessor) -> FrozenGraphs | None:

@@ -59,6 +59,10 @@ class ShapesVLPConfig(PretrainedConfig):
         # A learned embedding that replaces masked patches (UNITER's mask embedding), for objectives that
         # hide part of the image: masked vision modelling and MLIM's reconstruction.
         image_mask_token: bool = False,
+        # A frozen pretrained sentence encoder as the text towers' first stage (vqa/model/pretrained_text.py), by
+        # name; None: the towers embed the package tokenizer's word pieces themselves. The decoder keeps its own.
+        text_encoder: str | None = None,
+        text_encoder_pad_token_id: int = 0,  # the padding id of that encoder's tokenizer
         patch_attributes: dict[str, int] | None = None,  # attribute -> number of values, for the patch-attribute objective
         layer_norm_eps: float = 1e-6,
         dropout: float = 0.0,  # synthetic data never repeats a sample: no need to regularise
@@ -95,6 +99,14 @@ class ShapesVLPConfig(PretrainedConfig):
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
         if fusion in FUSING_KINDS and not 0 <= fusion_layer < text_layers:
             raise ValueError(f"fusion_layer must be in [0, {text_layers - 1}] (text_layers={text_layers}), got {fusion_layer}")
+        if text_encoder is not None:
+            from vqa.model.pretrained_text import PRETRAINED_TEXT_ENCODERS
+
+            if text_encoder not in PRETRAINED_TEXT_ENCODERS:
+                raise ValueError(f"unknown text encoder {text_encoder!r}: choose one of {', '.join(PRETRAINED_TEXT_ENCODERS)}")
+            # its questions are word pieces of the encoder's tokenizer, which the decoder and the MLM head don't share
+            if fusion == "decoder" or "mlm" in heads:
+                raise ValueError("a pretrained text encoder needs a text tower whose words no decoder or MLM head reads back")
         if image_size % patch_size or patch_size & (patch_size - 1):
             raise ValueError("patch_size must be a power of two that divides image_size (the stem halves the image per conv)")
         self.architecture = architecture
@@ -116,6 +128,8 @@ class ShapesVLPConfig(PretrainedConfig):
         self.itc_dim = itc_dim
         self.output_position_encoding = output_position_encoding
         self.image_mask_token = image_mask_token
+        self.text_encoder = text_encoder
+        self.text_encoder_pad_token_id = text_encoder_pad_token_id
         # Sorted by name: the patch head's output is split in this order, and save_pretrained writes
         # the config with sorted keys, so any other order would change meaning across a save/load.
         self.patch_attributes = dict(sorted((patch_attributes or {"color": 12, "shape": 8, "size": 2}).items()))

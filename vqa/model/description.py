@@ -40,6 +40,8 @@ def describe(config: ShapesVLPConfig) -> dict[str, str]:
         facts["Streams"] = f"a text stream of {c.text_layers} layers; layers {c.fusion_layer}–{last} exchange cross-attention with an image stream"
     elif c.fusion == "none":
         facts["Text encoder"] = f"{c.text_layers} layers that never see the image"
+    if c.text_encoder is not None:
+        facts["Question words"] = f"read first by the frozen pretrained sentence encoder {c.text_encoder}, whose token states are projected into the text layers"
     if c.fusion in ("cross_attention", "merged", "co_attention"):
         facts["Fusion layer"] = f"{c.fusion_layer} ({fusion_depth(c)} fusion)"
     if "lm" in c.heads:

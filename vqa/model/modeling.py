@@ -331,9 +331,14 @@ class ShapesVLPForVQA(ShapesVLPPreTrainedModel):
                     layer.cross_attention.fuse_projections(cross_attention=True)
         dynamic_int8(self)
 
+    def embed_text(self, input_ids) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H): the first stage of the text tower, the input of the traced "answer" path."""
+        return self.fusion.embeddings(input_ids)
+
     def traceable_paths(self) -> dict[str, nn.Module]:
         """The hot paths as small modules to trace: "encode_image" (pixels -> image embeddings) and, with a
-        classifier, "answer" ((input_ids, attention_mask, image_embeds) -> (answer logits, fused text states))."""
+        classifier, "answer" ((`embed_text(input_ids)`, attention_mask, image_embeds) -> (answer logits, fused text
+        states)). The text embedding stays outside the trace: a pretrained text encoder cannot be traced here."""
         paths = {"encode_image": _ImageEncodingPath(self.vision_model)}
         if self.has_head("classifier"):
             paths["answer"] = _AnswerPath(self.fusion, self.vqa_head)
@@ -357,6 +362,6 @@ class _AnswerPath(nn.Module):
         self.fusion = fusion
         self.vqa_head = vqa_head
 
-    def forward(self, input_ids, attention_mask, image_embeds):
-        fused = self.fusion(input_ids, attention_mask, image_embeds)
+    def forward(self, text_embeds, attention_mask, image_embeds):
+        fused = self.fusion(None, attention_mask, image_embeds, text_embeds=text_embeds)
         return self.vqa_head(fused.pooled), fused.text_states  # (B, answers), (B, T, H)

@@ -19,10 +19,19 @@ from vqa.model.configuration import ShapesVLPConfig
 
 
 class ShapesVLPProcessor:
+    """`tokenizer` writes and reads the decoder's tokens; `text_tokenizer` splits the texts the text towers read
+    (questions, captions): the same tokenizer, unless the config names a pretrained text encoder, whose own
+    tokenizer is then used (vqa/model/pretrained_text.py)."""
+
     def __init__(self, image_processor: BlipImageProcessorPil, tokenizer: BertTokenizerFast, config: ShapesVLPConfig):
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.config = config
+        self.text_tokenizer = tokenizer
+        if config.text_encoder is not None:
+            from vqa.model.pretrained_text import load_pretrained_text_tokenizer
+
+            self.text_tokenizer = load_pretrained_text_tokenizer(config.text_encoder)
 
     @classmethod
     def for_config(cls, config: ShapesVLPConfig, tokenizer: BertTokenizerFast) -> "ShapesVLPProcessor":
@@ -50,7 +59,7 @@ class ShapesVLPProcessor:
 
     def text(self, texts: list[str], prefix: str = "") -> dict[str, torch.Tensor]:
         """Tokenize with [CLS] … [SEP], padded to the longest, truncated to max_text_length."""
-        batch = self.tokenizer(
+        batch = self.text_tokenizer(
             [prefix + t for t in texts], padding=True, truncation=True, max_length=self.config.max_text_length,
             return_tensors="pt", return_token_type_ids=False,
         )

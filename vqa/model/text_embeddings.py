@@ -1,4 +1,4 @@
-"""Word and position embeddings of a text sequence, shared by every text tower and the decoder."""
+"""Word and position embeddings of a text sequence, for the text towers and the decoder."""
 
 from __future__ import annotations
 
@@ -18,3 +18,13 @@ class TextEmbeddings(nn.Module):
         # input_ids: (B, T) -> (B, T, H)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         return self.words(input_ids) + self.positions(positions)[None]
+
+
+def text_tower_embeddings(config: ShapesVLPConfig) -> nn.Module:
+    """The first stage of a text tower: the frozen pretrained encoder `config.text_encoder` names, or the tower's
+    own word and position embeddings."""
+    if config.text_encoder is None:
+        return TextEmbeddings(config)
+    from vqa.model.pretrained_text import PretrainedTextEmbeddings
+
+    return PretrainedTextEmbeddings(config)

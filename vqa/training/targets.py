@@ -127,7 +127,7 @@ class BatchMaker:
         object" (the image [CLS], which every cross-attention can attend to), region i + 1 is object i.
         A token outside every phrase has no target (all False). `phrases[b]` lists (phrase, the objects
         it names) in the order they occur in `texts[b]`; T matches `processor.text(texts)`."""
-        encoded = self.processor.tokenizer(
+        encoded = self.processor.text_tokenizer(
             texts, padding=True, truncation=True, max_length=self.processor.config.max_text_length,
             return_offsets_mapping=True, return_token_type_ids=False,
         )

@@ -9,7 +9,7 @@
 | `decoder` | VisionEncoderDecoder | `decoder.decoder_fusion` (the text decoder does the fusing) |
 
 A new pattern is one more module here with `forward(input_ids, attention_mask, image_embeds, image_index,
-output_attentions) -> FusionOutput`, `encode_text(input_ids, attention_mask)` and `attention_kind`, and
+output_attentions, text_embeds) -> FusionOutput` (`text_embeds`, when given, replaces `self.embeddings(input_ids)`), `encode_text(input_ids, attention_mask)` and `attention_kind`, and
 one entry in `build_fusion`.
 """
 

@@ -17,7 +17,7 @@ from torch import nn
 from vqa.model.configuration import ShapesVLPConfig
 from vqa.model.layers import TransformerLayer
 from vqa.model.outputs import FusionOutput
-from vqa.model.text_embeddings import TextEmbeddings
+from vqa.model.text_embeddings import text_tower_embeddings
 
 
 class CoAttentionEncoder(nn.Module):
@@ -26,7 +26,7 @@ class CoAttentionEncoder(nn.Module):
     def __init__(self, config: ShapesVLPConfig):
         super().__init__()
         self.config = config
-        self.embeddings = TextEmbeddings(config)
+        self.embeddings = text_tower_embeddings(config)
         self.text_layers = nn.ModuleList(
             TransformerLayer(config, cross_attention=i >= config.fusion_layer) for i in range(config.text_layers)
         )
@@ -41,10 +41,12 @@ class CoAttentionEncoder(nn.Module):
             x, _, _ = layer(x, mask=attention_mask)
         return self.text_norm(x)
 
-    def forward(self, input_ids, attention_mask, image_embeds, image_index=None, output_attentions=False) -> FusionOutput:
-        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
+    def forward(self, input_ids, attention_mask, image_embeds, image_index=None, output_attentions=False,
+                text_embeds=None) -> FusionOutput:
+        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B;
+        # text_embeds: (B, T, H) `self.embeddings(input_ids)` when the caller has computed it (the traced answer path)
         y = image_embeds if image_index is None else image_embeds[image_index]  # (B, 1+N, H) image stream
-        x = self.embeddings(input_ids)  # (B, T, H) text stream
+        x = self.embeddings(input_ids) if text_embeds is None else text_embeds  # (B, T, H) text stream
         text_to_image, text_self = [], []
         for i, text_layer in enumerate(self.text_layers):
             if i < self.config.fusion_layer:

@@ -12,7 +12,7 @@ from torch import nn
 from vqa.model.configuration import ShapesVLPConfig
 from vqa.model.layers import TransformerLayer
 from vqa.model.outputs import FusionOutput
-from vqa.model.text_embeddings import TextEmbeddings
+from vqa.model.text_embeddings import text_tower_embeddings
 
 
 class TextEncoder(nn.Module):
@@ -26,7 +26,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.cross_attention_from = config.fusion_layer if cross_attention_from is None else cross_attention_from
-        self.embeddings = TextEmbeddings(config)
+        self.embeddings = text_tower_embeddings(config)
         self.layers = nn.ModuleList(
             TransformerLayer(config, cross_attention=i >= self.cross_attention_from) for i in range(config.text_layers)
         )
@@ -36,9 +36,11 @@ class TextEncoder(nn.Module):
         """(B, T, H) the text alone."""
         return self(input_ids, attention_mask).text_states
 
-    def forward(self, input_ids, attention_mask, image_embeds=None, image_index=None, output_attentions=False) -> FusionOutput:
-        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
-        x = self.embeddings(input_ids)  # (B, T, H)
+    def forward(self, input_ids, attention_mask, image_embeds=None, image_index=None, output_attentions=False,
+                text_embeds=None) -> FusionOutput:
+        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B;
+        # text_embeds: (B, T, H) `self.embeddings(input_ids)` when the caller has computed it (the traced answer path)
+        x = self.embeddings(input_ids) if text_embeds is None else text_embeds  # (B, T, H)
         self_attentions, cross_attentions = [], []
         for i, layer in enumerate(self.layers):
             # each image's keys/values are projected once and shared by the texts about it (image_index)

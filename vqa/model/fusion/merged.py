@@ -17,7 +17,7 @@ from torch import nn
 from vqa.model.configuration import ShapesVLPConfig
 from vqa.model.layers import TransformerLayer
 from vqa.model.outputs import FusionOutput
-from vqa.model.text_embeddings import TextEmbeddings
+from vqa.model.text_embeddings import text_tower_embeddings
 
 TEXT, IMAGE = 0, 1  # modality-type ids
 
@@ -28,7 +28,7 @@ class MergedEncoder(nn.Module):
     def __init__(self, config: ShapesVLPConfig):
         super().__init__()
         self.config = config
-        self.embeddings = TextEmbeddings(config)
+        self.embeddings = text_tower_embeddings(config)
         self.modality = nn.Embedding(2, config.hidden_size)
         self.layers = nn.ModuleList(TransformerLayer(config, cross_attention=False) for _ in range(config.text_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -40,17 +40,19 @@ class MergedEncoder(nn.Module):
             x, _, _ = layer(x, mask=attention_mask)
         return self.norm(x)
 
-    def forward(self, input_ids, attention_mask, image_embeds, image_index=None, output_attentions=False) -> FusionOutput:
-        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B
+    def forward(self, input_ids, attention_mask, image_embeds, image_index=None, output_attentions=False,
+                text_embeds=None) -> FusionOutput:
+        # input_ids: (B, T); image_embeds: (B_img, 1+N, H); image_index: (B,) each text's image, None when B_img == B;
+        # text_embeds: (B, T, H) `self.embeddings(input_ids)` when the caller has computed it (the traced answer path)
         image = image_embeds if image_index is None else image_embeds[image_index]  # (B, 1+N, H)
-        T = input_ids.shape[1]
-        text = self.embeddings(input_ids) + self.modality.weight[TEXT]  # (B, T, H)
+        text = (self.embeddings(input_ids) if text_embeds is None else text_embeds) + self.modality.weight[TEXT]  # (B, T, H)
+        T = text.shape[1]
         x = torch.cat([text, image + self.modality.weight[IMAGE]], dim=1)  # (B, T+S, H)
         # Built from the inputs' own tensors rather than from their sizes, so that a traced graph follows
         # the question length instead of fixing the one it was traced with.
         image_keys = torch.ones_like(image[:, :, 0], dtype=torch.bool)  # (B, S)
         key_mask = torch.cat([attention_mask.bool(), image_keys], dim=1)  # (B, T+S)
-        modality = torch.cat([torch.zeros_like(input_ids[0]), image_keys[0].long()])  # (T+S,)
+        modality = torch.cat([torch.zeros_like(attention_mask[0], dtype=torch.long), image_keys[0].long()])  # (T+S,)
         separate = modality[:, None] == modality[None, :]  # (T+S, T+S) True within one modality
         text_to_image, text_self = [], []
         for i, layer in enumerate(self.layers):
