@@ -62,7 +62,6 @@ class ShapesVLPConfig(PretrainedConfig):
         # A frozen pretrained sentence encoder as the text towers' first stage (vqa/model/pretrained_text.py), by
         # name; None: the towers embed the package tokenizer's word pieces themselves. The decoder keeps its own.
         text_encoder: str | None = None,
-        text_encoder_pad_token_id: int = 0,  # the padding id of that encoder's tokenizer
         patch_attributes: dict[str, int] | None = None,  # attribute -> number of values, for the patch-attribute objective
         layer_norm_eps: float = 1e-6,
         dropout: float = 0.0,  # synthetic data never repeats a sample: no need to regularise
@@ -129,7 +128,6 @@ class ShapesVLPConfig(PretrainedConfig):
         self.output_position_encoding = output_position_encoding
         self.image_mask_token = image_mask_token
         self.text_encoder = text_encoder
-        self.text_encoder_pad_token_id = text_encoder_pad_token_id
         # Sorted by name: the patch head's output is split in this order, and save_pretrained writes
         # the config with sorted keys, so any other order would change meaning across a save/load.
         self.patch_attributes = dict(sorted((patch_attributes or {"color": 12, "shape": 8, "size": 2}).items()))

@@ -73,11 +73,6 @@ def architecture_config(name: str, **overrides) -> ShapesVLPConfig:
             fields[field] = spec[section][key]
     tokenizer = load_tokenizer(PACKAGE_TOKENIZER_DIR)
     labels = answer_vocabulary()
-    text_encoder = overrides.get("text_encoder", fields.get("text_encoder"))
-    if text_encoder is not None:
-        from vqa.model.pretrained_text import load_pretrained_text_tokenizer
-
-        fields["text_encoder_pad_token_id"] = load_pretrained_text_tokenizer(text_encoder).pad_token_id
     return ShapesVLPConfig(
         vocab_size=len(tokenizer),
         id2label=dict(enumerate(labels)),

@@ -47,8 +47,9 @@ def load_pretrained_text_tokenizer(name: str) -> BertTokenizerFast:
     return BertTokenizerFast.from_pretrained(str(pretrained_text_encoder_path(name)))
 
 
-def pretrained_text_hidden_size(name: str) -> int:
-    return AutoConfig.from_pretrained(str(pretrained_text_encoder_path(name))).hidden_size
+def pretrained_text_config(name: str):
+    """The encoder's transformers config: its width and padding id."""
+    return AutoConfig.from_pretrained(str(pretrained_text_encoder_path(name)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,9 +78,10 @@ class PretrainedTextEmbeddings(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.encoder_name = config.text_encoder
-        self.projection = nn.Linear(pretrained_text_hidden_size(config.text_encoder), config.hidden_size)
+        encoder_config = pretrained_text_config(config.text_encoder)
+        self.projection = nn.Linear(encoder_config.hidden_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.pad_token_id = config.text_encoder_pad_token_id
+        self.pad_token_id = encoder_config.pad_token_id
         self._cache: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
 
     def forward(self, input_ids):
