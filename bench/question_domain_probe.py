@@ -1,5 +1,6 @@
-"""Could the sentence encoder tell a question the model can answer from one outside its world? A probe before
-building a question check on it.
+"""Could the sentence encoder tell a question the model can answer from one outside its world? The probe run
+before the question check on sentence embeddings was built (`vqa/domain.py` now has it, with its threshold
+calibrated on generated validation questions).
 
     python bench/question_domain_probe.py
 

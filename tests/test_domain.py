@@ -101,3 +101,48 @@ def test_words_that_only_the_training_rewordings_use_are_known_to_a_model_traine
     assert {"hue", "shade"} <= reworded.known_words
     assert not {"hue", "shade"} & plain.known_words
     assert len(reworded.known_words) > len(plain.known_words) + 20  # the grammar speaks a wider English
+
+
+OTHER_WORDINGS = ["which hue is the circle?", "identify the shape of the red object.", "is the picture free of triangles?"]
+
+
+def test_a_question_in_other_words_is_inside_when_the_sentence_encoder_reads_it_as_a_training_question(tiny_model):
+    """The tiny model reads questions through the sentence encoder: new words alone no longer make a guess."""
+    domain = tiny_model.domain
+    assert domain.question_encoder and domain.question_embeddings.shape[0] > 100
+    scene = make_example("test", 2, 64).image
+    for question in OTHER_WORDINGS:
+        assert domain.unknown_words(question), question  # words the generator never wrote...
+        assert tiny_model.ask(scene, question).in_domain, question  # ...in a sentence it did
+    far = tiny_model.ask(scene, "what is the circle's favourite food?")
+    assert not far.in_domain and "“favourite”" in far.domain_note and "unlike every question" in far.domain_note
+
+
+def test_the_question_threshold_and_embeddings_are_the_saved_ones(tiny_model_dir, tmp_path):
+    import shutil
+
+    from vqa.domain import QUESTION_EMBEDDINGS_FILE
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert (copy / QUESTION_EMBEDDINGS_FILE).is_file()
+    calibration = DomainCalibration.load(copy)
+    assert 0.5 < calibration.question_threshold < 1.0
+    scene = make_example("test", 1, 64).image
+    assert vqa.load(copy).ask(scene, OTHER_WORDINGS[0]).in_domain
+    calibration.question_threshold = 1.01  # no sentence is that near: the word check decides again
+    calibration.save(copy)
+    assert not vqa.load(copy).ask(scene, OTHER_WORDINGS[0]).in_domain
+    (copy / QUESTION_EMBEDDINGS_FILE).unlink()  # a folder without the embeddings keeps the word check
+    assert "never learned (“hue”)" in vqa.load(copy).ask(scene, OTHER_WORDINGS[0]).domain_note
+
+
+def test_the_generators_own_questions_are_judged_without_running_the_sentence_encoder(tiny_model, monkeypatch):
+    import vqa.model.pretrained_text as pretrained_text
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sentence encoder ran for a question of known words")
+
+    monkeypatch.setattr(pretrained_text, "sentence_embeddings", refuse)
+    example = make_example("test", 3, 64)
+    assert all(tiny_model.domain.question_note(q.text) is None for q in example.questions)

@@ -88,18 +88,26 @@ def test_augmentations_off_give_the_generators_own_example():
 
 def test_restyled_pictures_keep_shapes_places_and_colour_names_and_change_the_look():
     looks = set()
+    turned = []  # degrees each shape was turned by
     for index in range(60):
         example = make_example("train", index)
         styled = vary_style(example.scene, np.random.default_rng(index))
         assert [(o.shape, o.size, o.x, o.y) for o in styled.objects] == [(o.shape, o.size, o.x, o.y) for o in example.scene.objects]
         assert all(colour_name(o.rgb) == o.color for o in styled.objects)
-        assert np.array_equal(render_object_map(styled, 96), render_object_map(example.scene, 96))
+        # turned, every shape keeps its area (its size) and stays whole on the page
+        before, after = render_object_map(example.scene, 192), render_object_map(styled, 192)
+        for k, obj in enumerate(styled.objects, start=1):
+            assert abs((after == k).sum() / (before == k).sum() - 1) < 0.12, (index, obj.shape)
+            turned.append(abs((obj.rotation - example.scene.objects[k - 1].rotation + 180) % 360 - 180))
+        edges = np.concatenate([after[0], after[-1], after[:, 0], after[:, -1]])
+        assert not edges.any()
         picture = np.asarray(render(styled, 96), dtype=float)
         assert np.abs(picture - np.asarray(example.image, dtype=float)).mean() > 1.0
         corner = tuple(picture[0, 0].astype(int))
         assert corner == styled.background  # a plain page: no tint noise
         looks.add((styled.outline, styled.smooth, styled.background == (255, 255, 255)))
     assert len(looks) >= 8  # every edge, with and without anti-aliasing, white and pale pages
+    assert np.mean(np.asarray(turned) > 30) > 0.5  # most shapes stand at angles the generator never draws
 
 
 def test_a_share_of_the_training_pictures_is_restyled():
@@ -108,3 +116,10 @@ def test_a_share_of_the_training_pictures_is_restyled():
         for i in range(60)
     )
     assert 15 <= restyled <= 45
+
+
+def test_a_restyled_example_carries_the_scene_as_drawn_so_its_targets_match_its_picture():
+    """Grounding and patch targets are drawn from `example.scene`: for a turned shape they must be the turned one."""
+    for index in range(20):
+        example = make_example("train", index, restyled_share=1.0)
+        assert np.array_equal(np.asarray(render(example.scene, 96)), np.asarray(example.image))

@@ -64,7 +64,8 @@ class AttentionMaps:
     """Attention from text tokens onto the image patch grid.
 
     cross: (layers, heads, tokens, grid_h, grid_w), each row over the grid sums to 1
-        for a real cross-attention (gradient maps are normalised the same way).
+        for a real cross-attention (gradient maps are normalised the same way), or to less
+        where the grid is cut to a letterboxed picture (vqa/image_fit.py).
     tokens: the text tokens the rows belong to (question tokens, or answer tokens).
     layers: the model's layer index of each entry of axis 0.
     image_size: (width, height) of the image the maps are drawn over.

@@ -15,6 +15,7 @@ from vqa.backbones.image_cache import ImageEncodingCache, image_key
 from vqa.data.splits import make_example
 from vqa.domain import DomainCalibration
 from vqa.errors import ModelLoadError, UnsupportedError
+from vqa.image_fit import crop_to_picture, picture_patches
 from vqa.model import ShapesVLPConfig, ShapesVLPForVQA, ShapesVLPOutput
 from vqa.model.description import describe, describe_attention
 from vqa.model.outputs import patch_attention_grids
@@ -166,8 +167,10 @@ class EmbeddedBackbone(Backbone):
         return torch.cat([encode(self.processor.images(images[i : i + IMAGE_BATCH])) for i in range(0, len(images), IMAGE_BATCH)])
 
     def patch_states(self, image) -> np.ndarray:
-        """(N, H) the image encoder's patch states for one picture (its [CLS] left out), from the cache."""
-        return self.encode_image(image)[0, 1:].float().numpy()
+        """(N, H) the image encoder's states of the patches that show the picture (its [CLS] and a letterboxed
+        picture's filled bands left out, which look alike for any picture), from the cache."""
+        states = self.encode_image(image)[0, 1:].float().numpy()  # (grid * grid, H)
+        return states[picture_patches(image.size, self.config.image_size, self.config.image_fit, self.config.patch_size)]
 
     # ----- Backbone -------------------------------------------------------------------
     def _domain(self, image, question):
@@ -233,7 +236,9 @@ class EmbeddedBackbone(Backbone):
         out, q = self._fuse(image, question, output_attentions=True)
         grid = self.config.grid_size
         to_image = torch.stack(out.text_to_image)[:, 0]  # (layers, heads, T, 1+N)
-        maps = patch_attention_grids(to_image, grid)  # (L, heads, T, grid, grid)
+        maps = patch_attention_grids(to_image, grid).float().numpy()  # (L, heads, T, grid, grid)
+        # over the picture alone: a letterboxed picture's filled bands are no part of it
+        maps = crop_to_picture(maps, image.size, self.config.image_size, self.config.image_fit)  # (L, heads, T, gh, gw)
         layers = self.config.fused_layers or [self.config.text_layers - 1]  # a dual encoder's map is read off its last layer
         text_self = None if out.text_self_attentions is None else torch.stack(out.text_self_attentions)[:, 0]  # (L, heads, T, T)
         tokens = self.processor.text_tokenizer.convert_ids_to_tokens(q["input_ids"][0].tolist())
@@ -244,7 +249,7 @@ class EmbeddedBackbone(Backbone):
                       self._generate_answer(image, question, decoding="greedy", num_beams=1, top_p=1.0, temperature=1.0,
                                             max_new_tokens=8, top_k=1, seed=None)).answer
         return AttentionMaps(
-            cross=maps.float().numpy(),
+            cross=maps,
             tokens=tokens,
             layers=layers,
             image_size=image.size,

@@ -21,6 +21,7 @@ RADIUS_RANGE = {"small": (0.075, 0.095), "large": (0.14, 0.17)}
 # Minimum horizontal gap between object centres (fraction of the side) so that
 # "left of" / "right of" are never ambiguous to a human looking at the picture.
 MIN_DX = 0.06
+ELLIPSE_POINTS = 72  # an ellipse is drawn as a polygon so it can be turned; 72 sides look smooth at 4x
 SUPERSAMPLE = 4  # draw 4x larger and downsample: anti-aliased edges keep small shapes recognisable
 
 
@@ -37,7 +38,7 @@ class SceneObject:
 
     @property
     def box(self) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) as fractions of the image: the ground truth for grounding."""
+        """(x0, y0, x1, y1) as fractions of a square page: the ground truth for grounding."""
         rx, ry = _extent(self.shape, self.radius)
         return (self.x - rx, self.y - ry, self.x + rx, self.y + ry)
 
@@ -53,6 +54,9 @@ class Scene:
     seed: int = 0
     outline: str = "darker"  # each shape's edge: "darker" (its own colour, darkened), "black" or "none"
     smooth: bool = True  # anti-aliased edges (drawn larger and shrunk); False draws hard pixel edges
+    # Width over height of the page. Positions are fractions of each side and radii fractions of the shorter
+    # one, so an elongated page keeps every answer; only training's restyled pictures use one.
+    aspect: float = 1.0
     meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -62,6 +66,15 @@ class Scene:
             "noise": self.noise,
             "seed": self.seed,
         }
+
+
+# The generator tilts these shapes a little and draws the others upright; training's restyled pictures
+# (vqa.data.style_augmentation) turn every shape to any angle.
+TILTED = ("triangle", "pentagon", "hexagon", "star")
+# How far each shape reaches from its centre at any angle, in radii: the corners of a square (drawn
+# 0.9 radius from the centre to a side) and a rectangle, and the triangle's shifted, enlarged outline.
+REACH = {"circle": 1.0, "ellipse": 1.0, "square": 0.9 * math.sqrt(2), "rectangle": math.hypot(1.0, 0.55),
+         "triangle": 1.25, "pentagon": 1.0, "hexagon": 1.0, "star": 1.1}
 
 
 def _extent(shape: str, radius: float) -> tuple[float, float]:
@@ -118,7 +131,8 @@ def _place_object(rng, placed: list[SceneObject], force_pair=None) -> SceneObjec
         x = float(rng.uniform(rx + 0.02, 1 - rx - 0.02))
         y = float(rng.uniform(ry + 0.02, 1 - ry - 0.02))
         if all(_apart(x, y, radius, o) for o in placed):
-            return SceneObject(shape, color, size, x, y, radius, _jitter(rng, COLORS[color]), float(rng.uniform(-12, 12)))
+            rgb, tilt = _jitter(rng, COLORS[color]), float(rng.uniform(-12, 12))
+            return SceneObject(shape, color, size, x, y, radius, rgb, tilt if shape in TILTED else 0.0)
     return None
 
 
@@ -133,16 +147,25 @@ def _jitter(rng, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(int(np.clip(c + brightness + rng.normal(0, 7), 0, 255)) for c in rgb)
 
 
+def page_size(scene: Scene, size: int) -> tuple[int, int]:
+    """(width, height) of the scene's picture: its longer side is `size`."""
+    if scene.aspect >= 1:
+        return size, max(1, round(size / scene.aspect))
+    return max(1, round(size * scene.aspect)), size
+
+
 def render(scene: Scene, size: int = 96) -> Image.Image:
-    """Draw the scene as a size×size RGB image (background tint, optional noise, outlined shapes)."""
-    big = size * SUPERSAMPLE if scene.smooth else size
-    canvas = Image.new("RGB", (big, big), scene.background)
+    """Draw the scene as an RGB image `size` px on its longer side, size×size unless the scene's page is
+    elongated (background tint, optional noise, outlined shapes)."""
+    width, height = page_size(scene, size)
+    scale = SUPERSAMPLE if scene.smooth else 1
+    canvas = Image.new("RGB", (width * scale, height * scale), scene.background)
     draw = ImageDraw.Draw(canvas)
     for obj in scene.objects:
         # a darker outline keeps white and yellow shapes visible on pale backgrounds
         outline = {"darker": tuple(int(c * 0.55) for c in obj.rgb), "black": (0, 0, 0), "none": None}[scene.outline]
-        _draw_shape(draw, obj, big, outline)
-    image = canvas.resize((size, size), Image.Resampling.LANCZOS) if scene.smooth else canvas
+        _draw_shape(draw, obj, width * scale, height * scale, outline)
+    image = canvas.resize((width, height), Image.Resampling.LANCZOS) if scene.smooth else canvas
     if scene.noise > 0:
         noise_rng = np.random.default_rng(scene.seed + 7919)
         pixels = np.asarray(image, dtype=np.float32)
@@ -161,29 +184,45 @@ def _polygon(cx: float, cy: float, r: float, sides: int, rotation: float, star: 
     return points
 
 
+def _turned(cx: float, cy: float, points: list[tuple[float, float]], rotation: float) -> list[tuple[float, float]]:
+    """`points` (offsets from the centre) turned by `rotation` degrees and moved to (cx, cy)."""
+    a = math.radians(rotation)
+    return [(cx + px * math.cos(a) - py * math.sin(a), cy + px * math.sin(a) + py * math.cos(a)) for px, py in points]
+
+
 def render_object_map(scene: Scene, size: int) -> np.ndarray:
-    """(size, size) int array: 0 for background, i+1 where object i is drawn (the ground-truth mask)."""
-    canvas = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(canvas)
+    """(size, size) int array: 0 for background, i+1 where object i is drawn (the ground-truth mask), in the
+    model's size×size input: an elongated page lies letterboxed in it, as the processor places its picture."""
+    from vqa.image_fit import content_box
+
+    width, height = page_size(scene, size)
+    page = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(page)
     for index, obj in enumerate(scene.objects):
-        _draw_shape(draw, obj, size, outline=index + 1, fill=index + 1)
+        _draw_shape(draw, obj, width, height, outline=index + 1, fill=index + 1)
+    if (width, height) == (size, size):
+        return np.asarray(page)
+    left, top, _, _ = content_box((width, height), size, "letterbox")
+    canvas = Image.new("L", (size, size), 0)
+    canvas.paste(page, (left, top))
     return np.asarray(canvas)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, obj: SceneObject, side: int, outline, fill=None) -> None:
-    cx, cy, r = obj.x * side, obj.y * side, obj.radius * side
-    width = max(1, int(side * 0.006))
-    style = {"fill": obj.rgb if fill is None else fill, "outline": outline, "width": width}
-    rx, ry = (v * side for v in _extent(obj.shape, obj.radius))
+def _draw_shape(draw: ImageDraw.ImageDraw, obj: SceneObject, width: int, height: int, outline, fill=None) -> None:
+    unit = min(width, height)  # radii are fractions of the shorter side
+    cx, cy, r = obj.x * width, obj.y * height, obj.radius * unit
+    style = {"fill": obj.rgb if fill is None else fill, "outline": outline, "width": max(1, int(unit * 0.006))}
+    rx, ry = (v * unit for v in _extent(obj.shape, obj.radius))
     if obj.shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), **style)
     elif obj.shape == "ellipse":
-        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), **style)
+        rim = [(rx * math.cos(t), ry * math.sin(t)) for t in np.linspace(0, 2 * math.pi, ELLIPSE_POINTS, endpoint=False)]
+        draw.polygon(_turned(cx, cy, rim, obj.rotation), **style)
     elif obj.shape == "square":
         s = r * 0.9  # a square of the same radius looks bigger than a circle; shrink so sizes read alike
-        draw.rectangle((cx - s, cy - s, cx + s, cy + s), **style)
+        draw.polygon(_turned(cx, cy, [(-s, -s), (s, -s), (s, s), (-s, s)], obj.rotation), **style)
     elif obj.shape == "rectangle":
-        draw.rectangle((cx - rx, cy - ry, cx + rx, cy + ry), **style)
+        draw.polygon(_turned(cx, cy, [(-rx, -ry), (rx, -ry), (rx, ry), (-rx, ry)], obj.rotation), **style)
     elif obj.shape == "triangle":
         draw.polygon(_polygon(cx, cy + r * 0.15, r * 1.1, 3, obj.rotation), **style)
     elif obj.shape == "pentagon":

@@ -59,12 +59,12 @@ def scene_rng(split: str, index: int) -> np.random.Generator:
 
 
 def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, families=FAMILIES, max_objects: int = MAX_OBJECTS,
-                 reworded_share: float = 0.0, restyled_share: float = 0.0) -> Example:
+                 reworded_share: float = 0.0, restyled_share: float = 0.0, elongated_share: float = 0.0) -> Example:
     """Scene `index` of `split`, rendered, with (at most) one question per family.
     `max_objects` below MAX_OBJECTS gives the simpler scenes of a training curriculum. Training's augmentations:
     `reworded_share` of the questions in other words (`vqa.data.wordings`), `restyled_share` of the pictures
-    in another look (`vqa.data.style_augmentation`); both draw from a stream of their own, so the scene and its
-    questions are the same with or without them."""
+    in another look (`vqa.data.style_augmentation`), `elongated_share` of those on an elongated page; they draw
+    from a stream of their own, so the scene and its questions are the same with or without them."""
     rng = scene_rng(split, index)
     scene = sample_scene(rng, max_objects=max_objects, allow_pairs="compositional" if split == "compositional" else "train")
     scene.seed = int(rng.integers(2**31))
@@ -81,9 +81,10 @@ def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, fam
     augment_rng = np.random.default_rng([SPLIT_KEYS[split], index, AUGMENTATION_STREAM])
     if reworded_share:
         questions = [reword(q, scene, augment_rng) if augment_rng.random() < reworded_share else q for q in questions]
-    drawn = vary_style(scene, augment_rng) if restyled_share and augment_rng.random() < restyled_share else scene
+    drawn = vary_style(scene, augment_rng, elongated_share) if restyled_share and augment_rng.random() < restyled_share else scene
     image = render_other_style(scene, rng) if split == "unseen_style" else render(drawn, image_size)
-    return Example(split, index, scene, image, questions, reference_captions(scene))
+    # the scene as drawn: a restyled picture's turned shapes are where the grounding and patch targets must look
+    return Example(split, index, drawn, image, questions, reference_captions(scene))
 
 
 def _about_held_out(scene: Scene, question: Question) -> bool:

@@ -39,6 +39,9 @@ class ShapesVLPConfig(PretrainedConfig):
         architecture: str | None = None,  # the name of the file in vqa/model/architectures/ it was built from
         fusion: str = "cross_attention",
         image_embedder: str = "conv_stem",
+        # How a picture of another shape than the square input is fitted to it (vqa/image_fit.py): "squash" or
+        # "letterbox" (its proportions kept, the rest filled with the normalisation mean).
+        image_fit: str = "squash",
         heads: list[str] | tuple[str, ...] = DEFAULT_HEADS,
         vocab_size: int = 4025,
         hidden_size: int = 192,
@@ -78,6 +81,10 @@ class ShapesVLPConfig(PretrainedConfig):
     ):
         if fusion not in FUSION_KINDS:
             raise ValueError(f"fusion must be one of {', '.join(FUSION_KINDS)}, got {fusion!r}")
+        from vqa.image_fit import FITS
+
+        if image_fit not in FITS:
+            raise ValueError(f"image_fit must be one of {', '.join(FITS)}, got {image_fit!r}")
         if image_embedder not in IMAGE_EMBEDDERS:
             raise ValueError(f"image_embedder must be one of {', '.join(IMAGE_EMBEDDERS)}, got {image_embedder!r}")
         heads = list(heads)
@@ -111,6 +118,7 @@ class ShapesVLPConfig(PretrainedConfig):
         self.architecture = architecture
         self.fusion = fusion
         self.image_embedder = image_embedder
+        self.image_fit = image_fit
         self.heads = heads
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size

@@ -12,6 +12,10 @@ ARCHITECTURE_WORDS = {
     "none": "dual encoder: an image tower and a text tower that meet only in a shared contrastive space (late fusion)",
     "decoder": "encoder-decoder: an image encoder and a causal text decoder that reads the question and cross-attends to the image",
 }
+FIT_WORDS = {
+    "squash": "a picture of another shape is squashed to the square",
+    "letterbox": "a picture of another shape keeps its proportions, the rest of the square filled with grey",
+}
 EMBEDDER_WORDS = {"conv_stem": "a convolutional stem", "shallow_cnn": "a shallow CNN of 2×2 stride-2 convolutions"}
 
 
@@ -27,7 +31,7 @@ def describe(config: ShapesVLPConfig) -> dict[str, str]:
     c = config
     facts = {
         "Architecture": ARCHITECTURE_WORDS[c.fusion] + (", and a text decoder" if c.fusion != "decoder" and "lm" in c.heads else ""),
-        "Image input": f"{c.image_size}×{c.image_size} pixels, cut into a {c.grid_size}×{c.grid_size} grid of {c.patch_size}×{c.patch_size} patches by {EMBEDDER_WORDS[c.image_embedder]}",
+        "Image input": f"{c.image_size}×{c.image_size} pixels ({FIT_WORDS[c.image_fit]}), cut into a {c.grid_size}×{c.grid_size} grid of {c.patch_size}×{c.patch_size} patches by {EMBEDDER_WORDS[c.image_embedder]}",
         "Vision encoder": f"{c.vision_layers} transformer layers",
     }
     last = c.text_layers - 1

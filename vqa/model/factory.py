@@ -31,6 +31,7 @@ SECTIONS = {"fusion", "vision", "text", "decoder", "heads", "objectives", "maski
 SECTION_FIELDS = {
     ("vision", "embedder"): "image_embedder",
     ("vision", "layers"): "vision_layers",
+    ("vision", "fit"): "image_fit",
     ("vision", "mask_token"): "image_mask_token",
     ("text", "layers"): "text_layers",
     ("text", "fusion_layer"): "fusion_layer",

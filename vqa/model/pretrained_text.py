@@ -64,6 +64,25 @@ def frozen_encoder(name: str, device: torch.device | str) -> BertModel:
         return _frozen_encoder(name, str(device))
 
 
+@functools.lru_cache(maxsize=None)
+def _tokenizer(name: str) -> BertTokenizerFast:
+    return load_pretrained_text_tokenizer(name)
+
+
+def sentence_embeddings(name: str, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """(len(texts), E) unit vectors: the mean of encoder `name`'s token states over each text's tokens, as the
+    sentence encoder was trained to be read (cosine similarity between two texts is then a dot product)."""
+    tokenizer, encoder = _tokenizer(name), frozen_encoder(name, "cpu")
+    vectors = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            states = encoder(**batch).last_hidden_state  # (B, T, E)
+        mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
+        vectors.append(nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1))
+    return torch.cat(vectors)
+
+
 class PretrainedTextEmbeddings(nn.Module):
     """Token states of the frozen encoder, projected to the tower's width: (B, T) ids of the encoder's tokenizer
     -> (B, T, H). The encoder is held outside the module's parameters, so it is neither saved with the model nor

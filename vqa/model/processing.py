@@ -15,6 +15,7 @@ from PIL import Image
 from transformers import BertTokenizerFast
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
+from vqa.image_fit import fit_picture
 from vqa.model.configuration import ShapesVLPConfig
 
 
@@ -52,10 +53,12 @@ class ShapesVLPProcessor:
         self.tokenizer.save_pretrained(str(path))
 
     def images(self, images: list[Image.Image]) -> torch.Tensor:
-        """RGB PIL images of any size -> (B, 3, image_size, image_size) normalised pixels."""
-        side = self.config.image_size
-        resized = [im if im.size == (side, side) else im.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=2.0) for im in images]
-        return self.image_processor(resized, return_tensors="pt")["pixel_values"]
+        """RGB PIL images of any size -> (B, 3, image_size, image_size) normalised pixels, squashed or letterboxed
+        as the config says (vqa/image_fit.py)."""
+        side, fit = self.config.image_size, self.config.image_fit
+        fill = tuple(round(255 * m) for m in self.config.image_mean)  # the mean: zero after normalising
+        fitted = [fit_picture(im, side, fit, fill) for im in images]
+        return self.image_processor(fitted, return_tensors="pt")["pixel_values"]
 
     def text(self, texts: list[str], prefix: str = "") -> dict[str, torch.Tensor]:
         """Tokenize with [CLS] … [SEP], padded to the longest, truncated to max_text_length."""

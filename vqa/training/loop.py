@@ -78,6 +78,9 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
     set_seed(train_config.seed)
     model = build_model(train_config)
     check_objectives(model, loss_weights(train_config), masking(train_config))
+    if train_config.elongated_share and model.config.image_fit != "letterbox":
+        raise ValueError("elongated training pictures need a model that letterboxes its pictures (image_fit 'letterbox'): "
+                         "squashed, their circles would be drawn as ellipses")
     if train_config.vision_warmup_steps and not model.has_head("patch"):
         raise ValueError(f"the perception warm-up trains the patch head, which architecture {train_config.architecture!r} does not have: set vision_warmup_steps=0")
     processor = ShapesVLPProcessor.for_config(model.config, load_tokenizer(PACKAGE_TOKENIZER_DIR))

@@ -49,6 +49,9 @@ class TrainConfig:
     # and of pictures drawn in another look (vqa.data.style_augmentation); 0 trains on the generator alone.
     reworded_share: float = 0.0
     restyled_share: float = 0.0
+    # Of the restyled pictures, the share drawn on an elongated page: only for a model that letterboxes its
+    # pictures (config image_fit), since squashed, their circles would be ellipses.
+    elongated_share: float = 0.0
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides of the architecture
     domain_calibration: dict = field(default_factory=dict)  # vqa.domain.calibrate's scene counts (default: its own)
 
@@ -61,7 +64,7 @@ PRESETS = {
     # heatmap a class sees is the look the classifier answers from (the model card compares the runs).
     # Its questions are read by a frozen pretrained sentence encoder (the architecture file says so), which costs
     # time per step and learns in fewer steps: 1350 joint steps instead of 1650 (the model card has the curve).
-    "full": TrainConfig(preset="full", steps=1350, reworded_share=0.5, restyled_share=0.5,
+    "full": TrainConfig(preset="full", steps=1350, reworded_share=0.5, restyled_share=0.5, elongated_share=0.5,
                         cls_grounding_families=SINGLE_REFERENT_FAMILIES, cls_grounding_every_layer=True),
     # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
     # the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
@@ -78,7 +81,7 @@ PRESETS = {
     # A few steps on a tiny model: for tests of the training loop itself.
     "smoke": TrainConfig(
         preset="smoke", steps=3, vision_warmup_steps=2, images_per_step=4, questions_per_image=2, itm_images=4, warmup_steps=1, curriculum_steps=1, eval_every=3, eval_scenes=3,
-        domain_calibration={"train_scenes": 20, "val_scenes": 40, "question_scenes": 400},
+        domain_calibration={"train_scenes": 20, "val_scenes": 40, "question_scenes": 400, "val_question_scenes": 40},
         model={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 8,
                "vision_layers": 1, "text_layers": 2, "fusion_layer": 1, "decoder_layers": 1, "itc_dim": 16},
     ),

@@ -43,7 +43,8 @@ class BatchMaker:
         first = first_index + (step * shards + self.shard(micro)) * tc.images_per_step + tc.seed * 10_000_000
         return [
             make_example("train", first + i, image_size=self.processor.config.image_size, max_objects=max_objects,
-                         reworded_share=tc.reworded_share, restyled_share=tc.restyled_share)
+                         reworded_share=tc.reworded_share, restyled_share=tc.restyled_share,
+                         elongated_share=tc.elongated_share)
             for i in range(tc.images_per_step)
         ]
 
