@@ -94,3 +94,15 @@ def test_cli_evaluate_reads_outside_jsonl(tiny_model_dir, tmp_path):
     for record in records:
         families[record["family"]] = families.get(record["family"], 0) + 1
     assert {family: row["n"] for family, row in report["families"].items()} == families
+
+
+def test_train_with_another_architecture_keeps_elongated_pages_only_where_the_model_letterboxes(monkeypatch, tmp_path):
+    """`train --preset full --architecture single-stream` trains: a squashing model gets square pages only."""
+    import vqa.training
+    from vqa.cli import main
+
+    recipes = []
+    monkeypatch.setattr(vqa.training, "train", lambda recipe, out, progress: recipes.append(recipe) or {})
+    for architecture in ("single-stream", "shapes-vlp"):
+        assert main(["train", "--preset", "full", "--architecture", architecture, "--out", str(tmp_path / architecture)]) == 0
+    assert [recipe.elongated_share for recipe in recipes] == [0.0, 0.5]

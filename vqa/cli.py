@@ -18,11 +18,14 @@ def _train(args) -> int:
         from vqa.model import load_architecture
 
         # Another architecture trains with its own objectives and its own layers (the preset keeps only its
-        # sizes); without a patch head it has no perception phase.
-        heads = load_architecture(args.architecture)["heads"]
+        # sizes); without a patch head it has no perception phase, and one that squashes its pictures gets
+        # no elongated pages (squashed, their circles would be ellipses).
+        spec = load_architecture(args.architecture)
         sizes = {k: v for k, v in config.model.items() if k not in ("vision_layers", "text_layers", "fusion_layer", "decoder_layers")}
+        letterboxes = spec.get("vision", {}).get("fit") == "letterbox"
         config = replace(config, architecture=args.architecture, loss_weights=None, model=sizes,
-                         vision_warmup_steps=config.vision_warmup_steps if "patch" in heads else 0)
+                         vision_warmup_steps=config.vision_warmup_steps if "patch" in spec["heads"] else 0,
+                         elongated_share=config.elongated_share if letterboxes else 0.0)
     summary = train(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary))
     return 0
