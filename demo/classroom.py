@@ -32,6 +32,7 @@ CLASSROOM_OFF = (
 BUSY_TRAINING = "A model is already training on this server. Wait for it to end, or press Stop, then try again."
 TRAINING_FAILED = "The training run failed. The details are in the server log."
 QUICK_RECIPE = "quick (the default architecture)"
+QUICK_SCRATCH_RECIPE = "quick, learning to see from scratch"
 # A validation of a live run looks at this many scenes: a point on the curve every half minute or so.
 LIVE_EVAL_SCENES = 20
 LIVE_EVALUATIONS = 12
@@ -60,11 +61,13 @@ class ClassroomTraining:
         self._run: LiveTraining | None = None
 
     def recipe_choices(self) -> list[str]:
-        return [QUICK_RECIPE, *MEMBERS]
+        return [QUICK_RECIPE, QUICK_SCRATCH_RECIPE, *MEMBERS]
 
     def recipe(self, choice: str) -> TrainConfig:
         if choice == QUICK_RECIPE:
             recipe = preset(self.base)
+        elif choice == QUICK_SCRATCH_RECIPE:
+            recipe = preset(f"{self.base}-scratch" if self.base == "quick" else self.base)
         elif choice in MEMBERS:
             recipe = member_recipe(choice, self.base)
         else:
@@ -153,11 +156,12 @@ def _frame(rows: list[dict], what: str) -> pd.DataFrame:
 
 
 def _progress_words(recipe_name: str, plan: dict, step: int | None, losses: list[dict], accuracies: list[dict]) -> str:
-    done = f"step {step} of {plan['total_steps']}" if step else f"{plan['total_steps']} steps planned"
+    done = f"step {step}" if step else "starting"
     phase = "learning to see (perception phase)" if losses[-1]["phase"] == "perception" else "learning to answer (all objectives)"
     latest = _latest_accuracy(accuracies)
     accuracy = f" · validation accuracy **{latest:.0%}**" if latest is not None else ""
-    return f"Training **{html.escape(recipe_name)}**: {done}, {losses[-1]['minutes']:.1f} min · {phase} · loss {losses[-1]['loss']:.3f}{accuracy}"
+    return (f"Training **{html.escape(recipe_name)}**: {done}, {losses[-1]['minutes']:.1f} of {plan['minutes']:g} min · {phase} · "
+            f"loss {losses[-1]['loss']:.3f}{accuracy}")
 
 
 def _latest_accuracy(accuracies: list[dict]) -> float | None:

@@ -106,3 +106,19 @@ def test_train_with_another_architecture_keeps_elongated_pages_only_where_the_mo
     for architecture in ("single-stream", "shapes-vlp"):
         assert main(["train", "--preset", "full", "--architecture", architecture, "--out", str(tmp_path / architecture)]) == 0
     assert [recipe.elongated_share for recipe in recipes] == [0.0, 0.5]
+
+
+def test_train_quick_starts_from_the_tower_unless_another_architecture_trains(monkeypatch, tmp_path):
+    """`train --preset quick` starts from the pretrained vision tower; with --architecture, the tower (made for
+    the default architecture) is left out and the model learns to see in its perception phase; --minutes sets
+    the time budget."""
+    import vqa.training
+    from vqa.cli import main
+
+    recipes = []
+    monkeypatch.setattr(vqa.training, "train", lambda recipe, out, progress: recipes.append(recipe) or {})
+    assert main(["train", "--preset", "quick", "--minutes", "3", "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", "--preset", "quick", "--architecture", "med-mid", "--out", str(tmp_path / "b")]) == 0
+    quick, other = recipes
+    assert quick.vision_init and quick.vision_warmup_steps == 0 and quick.minutes == 3
+    assert other.vision_init is None and other.vision_warmup_steps > 0 and other.minutes is None

@@ -122,6 +122,31 @@ def test_other_style_pictures_vary_size_shape_and_background():
     assert backgrounds <= set(BACKGROUNDS) and len(backgrounds) >= 4
 
 
+def test_other_style_boxes_hold_the_shapes_where_they_were_drawn():
+    """Pointing on `unseen_style` is checked against each object's box: the boxes must follow the split's own
+    placing (objects pushed towards the border) and its elongated pages: every drawn pixel lies in one, and
+    they are not much larger than the shapes (a box measured on a square page is too wide on a wide one)."""
+    outside, drawn, boxed, elongated = 0, 0, 0, 0
+    for index in range(40):
+        example = make_example("unseen_style", index)
+        pixels = np.asarray(example.image, dtype=np.int16)
+        height, width, _ = pixels.shape
+        elongated += abs(width / height - 1) > 0.2
+        background = np.asarray(example.scene.background, dtype=np.int16)
+        painted = np.abs(pixels - background).max(-1) > 40  # (H, W): clearly not the page
+        covered = np.zeros_like(painted)
+        for i in range(len(example.scene.objects)):
+            x0, y0, x1, y1 = example.scene.page_box(i)
+            margin = 2  # px: outlines and anti-aliasing
+            covered[max(0, int(y0 * height) - margin): int(y1 * height) + margin + 1, max(0, int(x0 * width) - margin): int(x1 * width) + margin + 1] = True
+        outside += int((painted & ~covered).sum())
+        drawn += int(painted.sum())
+        boxed += int(covered.sum())
+    assert elongated >= 10
+    assert outside <= 0.01 * drawn, (outside, drawn)
+    assert boxed <= 2.4 * drawn, boxed / drawn  # 2.2 for these scenes; square-page boxes give 2.6
+
+
 def test_every_shade_is_nearest_to_its_own_colour_name_even_lightened_or_darkened():
     """The other style's shades stay unambiguous: lighter or darker by its largest shift, each still looks
     closer (CIELAB) to the colour it is named after than to any other colour of the vocabulary."""

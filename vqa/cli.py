@@ -1,4 +1,4 @@
-"""Command line: `python -m vqa {ask,caption,train,zoo,evaluate,index,search,export-data,build-tokenizer}`."""
+"""Command line: `python -m vqa {ask,caption,train,pretrain-vision,zoo,evaluate,index,search,export-data,build-tokenizer}`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import time
 def _train(args) -> int:
     from vqa.training import preset, train
 
-    config = preset(args.preset, steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step)
+    overrides = dict(steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step, minutes=args.minutes)
+    config = preset(args.preset, **overrides)
+    if args.architecture and config.vision_init:
+        # the pretrained tower was made for the preset's own architecture: another one learns to see by itself
+        config = preset(f"{args.preset}-scratch", **overrides)
     if args.architecture:
         from dataclasses import replace
 
@@ -28,6 +32,30 @@ def _train(args) -> int:
                          elongated_share=config.elongated_share if letterboxes else 0.0)
     summary = train(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary))
+    return 0
+
+
+def _pretrain_vision(args) -> int:
+    """The preset's perception phase alone, for `args.steps` steps; its vision tower saved to `args.out`."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    import torch
+
+    from vqa.model import ShapesVLPForVQA
+    from vqa.training import preset, train
+    from vqa.training.vision_tower import save_vision_tower
+
+    recipe = replace(preset(args.preset, seed=args.seed), steps=0, vision_warmup_steps=args.steps, vision_init=None)
+    with tempfile.TemporaryDirectory() as folder:
+        summary = train(recipe, folder, save_dtype=torch.float32, progress=not args.no_progress)
+        record = json.loads((Path(folder) / "train_log.jsonl").read_text().splitlines()[-1])
+        model = ShapesVLPForVQA.from_pretrained(folder)
+    info = {"recipe": args.preset, "perception_steps": args.steps, "seed": recipe.seed, "train_minutes": summary["train_minutes"],
+            "val_patch_accuracy": record["val_patch_accuracy"]}
+    save_vision_tower(model, args.out, info)
+    print(json.dumps(info))
     return 0
 
 
@@ -193,15 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train the embedded model on generated shapes-world data")
-    p.add_argument("--preset", default="full", choices=["full", "quick", "smoke"], help="full: the shipped model (<= 60 min on 2 CPU cores); quick: a classroom model in <= 10 min")
+    p.add_argument("--preset", default="full", choices=["full", "quick", "quick-scratch", "smoke"],
+                   help="full: the shipped model (<= 60 min on 2 CPU cores); quick: a classroom model, from the pretrained vision tower in "
+                        "weights/vision/quick; quick-scratch: the same model learning to see by itself")
     p.add_argument("--out", required=True, help="output model folder")
     p.add_argument("--architecture", help="train this architecture (see vqa.model.list_architectures()) with its own objectives, on the preset's schedule")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--seed", type=int, help="override the preset's seed")
     p.add_argument("--lr", type=float, help="override the preset's peak learning rate")
     p.add_argument("--images-per-step", type=int, help="override the preset's images per step")
+    p.add_argument("--minutes", type=float, help="a time budget: the joint phase ends when it is spent, its schedule following the clock (--steps is then a ceiling)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("pretrain-vision", help="train a preset's vision tower alone (its perception phase) and save it for recipes to start from")
+    p.add_argument("--preset", default="quick", choices=["full", "quick", "smoke"], help="the preset whose model sizes and perception objective are used (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=1000, help="perception steps (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="override the preset's seed")
+    p.add_argument("--out", required=True, help="output folder, e.g. weights/vision/quick")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_pretrain_vision)
 
     from vqa.retrieval import RERANK_CANDIDATES
     from vqa.retrieval.index import BUILD_BATCH

@@ -69,7 +69,7 @@ def _records_from_split(split: str, num_scenes: int | None, image_size: int) -> 
         for q in ex.questions:
             yield {
                 "image": ex.image, "image_id": f"{split}/{ex.index}", "question": q.text, "answers": [q.answer],
-                "family": q.family, "referent_box": list(ex.scene.objects[q.referent].box) if q.referent is not None else None,
+                "family": q.family, "referent_box": list(ex.scene.page_box(q.referent)) if q.referent is not None else None,
                 "captions": ex.captions, "objects": scene["objects"],
             }
 

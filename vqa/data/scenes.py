@@ -59,9 +59,17 @@ class Scene:
     aspect: float = 1.0
     meta: dict = field(default_factory=dict)
 
+    def page_box(self, index: int) -> tuple[float, float, float, float]:
+        """Object `index`'s box (x0, y0, x1, y1) as fractions of this scene's page, elongated or not: its
+        reach is in units of the shorter side."""
+        obj = self.objects[index]
+        rx, ry = _extent(obj.shape, obj.radius)
+        rx, ry = (rx / self.aspect, ry) if self.aspect >= 1 else (rx, ry * self.aspect)
+        return (obj.x - rx, obj.y - ry, obj.x + rx, obj.y + ry)
+
     def to_dict(self) -> dict:
         return {
-            "objects": [dict(asdict(o), box=[round(v, 4) for v in o.box]) for o in self.objects],
+            "objects": [dict(asdict(o), box=[round(v, 4) for v in self.page_box(i)]) for i, o in enumerate(self.objects)],
             "background": list(self.background),
             "noise": self.noise,
             "seed": self.seed,

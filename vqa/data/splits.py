@@ -82,8 +82,12 @@ def make_example(split: str, index: int, image_size: int = TRAIN_IMAGE_SIZE, fam
     if reworded_share:
         questions = [reword(q, scene, augment_rng) if augment_rng.random() < reworded_share else q for q in questions]
     drawn = vary_style(scene, augment_rng, elongated_share) if restyled_share and augment_rng.random() < restyled_share else scene
-    image = render_other_style(scene, rng) if split == "unseen_style" else render(drawn, image_size)
-    # the scene as drawn: a restyled picture's turned shapes are where the grounding and patch targets must look
+    if split == "unseen_style":
+        image, drawn = render_other_style(scene, rng)
+    else:
+        image = render(drawn, image_size)
+    # the scene as drawn: a restyled picture's turned shapes are where the grounding and patch targets must look,
+    # and an other-style picture's spread objects on their elongated page are where pointing is checked
     return Example(split, index, drawn, image, questions, reference_captions(scene))
 
 
@@ -113,7 +117,7 @@ def export_jsonl(split: str, out_dir: str | Path, num_scenes: int | None = None,
             image_path = image_dir / f"{ex.index:06d}.png"
             ex.image.save(image_path)
             for q in ex.questions:
-                box = list(ex.scene.objects[q.referent].box) if q.referent is not None else None
+                box = list(ex.scene.page_box(q.referent)) if q.referent is not None else None
                 record = {
                     "image": str(image_path.relative_to(out_dir)),
                     "question": q.text,

@@ -12,6 +12,7 @@ Never used for training or model selection.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -39,8 +40,9 @@ STRONGER_LIGHTNESS = 24.0
 BACKGROUNDS = ((255, 255, 255), (250, 250, 250), (255, 250, 230), (230, 240, 255), (235, 250, 235), (250, 235, 240))
 
 
-def render_other_style(scene: Scene, rng: np.random.Generator) -> Image.Image:
-    """`scene` drawn by this module's choices, all drawn from `rng`."""
+def render_other_style(scene: Scene, rng: np.random.Generator) -> tuple[Image.Image, Scene]:
+    """`scene` drawn by this module's choices, all drawn from `rng`, and the scene as drawn: its objects where
+    they were put on a page of the picture's proportions (what pointing is checked against)."""
     width = int(rng.integers(48, 257))
     height = max(48, int(width * rng.uniform(0.55, 1.0)))
     if rng.random() < 0.5:
@@ -53,6 +55,7 @@ def render_other_style(scene: Scene, rng: np.random.Generator) -> Image.Image:
     outline = (0, 0, 0) if rng.random() < 0.5 else None
     lightness_jitter = float(rng.choice([0.0, 0.0, STRONGER_LIGHTNESS]))
     spread = _spread(scene, rng)
+    placed = []
     for obj in scene.objects:
         shade = SHADES[obj.color][int(rng.integers(len(SHADES[obj.color])))]
         shift = rng.uniform(-lightness_jitter, lightness_jitter)
@@ -64,7 +67,10 @@ def render_other_style(scene: Scene, rng: np.random.Generator) -> Image.Image:
             edge = (90, 90, 90)
         x, y = spread(obj)
         _draw(draw, obj, x * width * scale, y * height * scale, obj.radius * min(width, height) * scale, fill, edge, max(1, scale * width // 96))
-    return canvas.resize((width, height), Image.Resampling.LANCZOS) if smooth else canvas
+        placed.append(replace(obj, x=x, y=y, rgb=fill))
+    image = canvas.resize((width, height), Image.Resampling.LANCZOS) if smooth else canvas
+    return image, replace(scene, objects=placed, background=background, noise=0.0, aspect=width / height,
+                          outline="black" if outline else "none", smooth=smooth)
 
 
 def _spread(scene: Scene, rng: np.random.Generator):

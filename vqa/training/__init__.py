@@ -1,6 +1,7 @@
 """Training the embedded models on shapes-world data, split by concern: recipes as data (`recipes`),
 batches and their targets (`targets`), the objectives registry (`objectives`), quick validation
-(`validation`) and the accelerate loop (`loop`)."""
+(`validation`), the accelerate loop (`loop`), a pretrained vision tower to start from (`vision_tower`), fitting a
+recipe to a time budget (`budget`) and a live run in a child process (`live`)."""
 
 from vqa.training.loop import build_model, lr_at, train
 from vqa.training.objectives import OBJECTIVES, TrainingObjectives, compute_losses, perception_losses

@@ -1,5 +1,6 @@
-"""How many steps of a recipe fit a time budget on this machine: a few steps are timed, and the schedule
-is stretched or shrunk to fill the minutes (the zoo's equal budgets, a live training in class)."""
+"""A recipe fitted to a time budget on this machine (the zoo's equal budgets, a live training in class): a
+few steps are timed to size the perception phase and the joint phase's warm-up, and the joint phase then runs
+on the clock (`TrainConfig.minutes`), so that steps timed slow or fast do not end the run early or late."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ import torch
 
 from vqa.model.processing import ShapesVLPProcessor
 from vqa.tokenizer import PACKAGE_TOKENIZER_DIR, load_tokenizer
-from vqa.training.loop import build_model
+from vqa.training.loop import OVERHEAD_SHARE, build_model
 from vqa.training.objectives import compute_losses, perception_losses
 from vqa.training.recipes import TrainConfig
 from vqa.training.targets import BatchMaker, to_device
 
-# Share of the budget kept for validation, saving and the domain calibration after training.
-OVERHEAD_SHARE = 0.15
 # The perception phase takes at most this share of the training time.
 PERCEPTION_SHARE = 0.35
+# The joint phase's ceiling, in timed steps: far above the estimate, so that the clock, not the count, ends it
+# (steps timed at the start run slower than later ones, once the question encoder's cache is warm).
+STEP_CEILING = 10
 
 
 def seconds_per_step(recipe: TrainConfig, perceiving: bool, repeats: int = 3) -> float:
@@ -42,9 +44,10 @@ def seconds_per_step(recipe: TrainConfig, perceiving: bool, repeats: int = 3) ->
 
 
 def fit_to_budget(recipe: TrainConfig, minutes: float) -> TrainConfig:
-    """`recipe` with as many steps as fit in `minutes` of training on this machine, timed on a few steps:
-    the perception phase keeps its length if it fits in PERCEPTION_SHARE of the time, the joint phase takes
-    the rest, and validation every quarter of it."""
+    """`recipe` trained for `minutes` on this machine: the perception phase keeps its length if it fits in
+    PERCEPTION_SHARE of the time (timed on a few steps), the joint phase takes the rest on the clock, with the
+    warm-up sized by the steps the timing expects, STEP_CEILING times as many as its ceiling, and a validation
+    every quarter of its time."""
     budget = minutes * 60 * (1 - OVERHEAD_SHARE)
     perception = 0
     if recipe.vision_warmup_steps:
@@ -52,7 +55,8 @@ def fit_to_budget(recipe: TrainConfig, minutes: float) -> TrainConfig:
         perception = min(recipe.vision_warmup_steps, int(budget * PERCEPTION_SHARE / per_perception))
         budget -= perception * per_perception
     joint = max(1, int(budget / seconds_per_step(recipe, perceiving=False)))
+    ceiling = STEP_CEILING * joint
     return replace(
-        recipe, vision_warmup_steps=perception, steps=joint, eval_every=max(1, math.ceil(joint / 4)),
+        recipe, minutes=minutes, vision_warmup_steps=perception, steps=ceiling, eval_every=max(1, math.ceil(ceiling / 4)),
         warmup_steps=min(recipe.warmup_steps, max(1, joint // 10)), curriculum_steps=min(recipe.curriculum_steps, joint // 10),
     )

@@ -24,7 +24,8 @@ from vqa.training.recipes import TrainConfig
 
 log = logging.getLogger("vqa.training")
 
-# Past its budget by this much, a run is told to stop: timing a few steps only estimates how many fit.
+# Past its budget by this much, a run is told to stop: the loop ends the joint phase on the clock already, so
+# this only catches a last validation or a perception phase that ran long.
 GRACE_S = 20.0
 
 
@@ -44,11 +45,11 @@ def _child(recipe: dict, out_dir: str, minutes: float, threads: int, max_steps: 
             config.steps = min(config.steps, max_steps)
         config.eval_every = max(1, math.ceil(config.steps / evaluations))
         total = config.vision_warmup_steps + config.steps
-        messages.put({"kind": "plan", "perception_steps": config.vision_warmup_steps, "joint_steps": config.steps, "total_steps": total})
+        messages.put({"kind": "plan", "perception_steps": config.vision_warmup_steps, "joint_steps": config.steps, "total_steps": total, "minutes": minutes})
         deadline = time.monotonic() + minutes * 60 + GRACE_S
         summary = train(config, out_dir, progress=False, on_record=lambda record: messages.put({"kind": "record", **record}),
                         should_stop=lambda: stop_event.is_set() or time.monotonic() > deadline)
-        messages.put({"kind": "done", **summary, "stopped": summary["steps_done"] < total})
+        messages.put({"kind": "done", **summary, "stopped": summary["ended_by"] == "stop"})
     except BaseException:  # noqa: BLE001 - whatever happened, the parent must hear that the run ended
         messages.put({"kind": "error", "detail": traceback.format_exc()})
 
@@ -58,7 +59,7 @@ class LiveTraining:
 
     def __init__(self, recipe: TrainConfig, out_dir: str | Path, minutes: float, threads: int = 2, max_steps: int | None = None,
                  evaluations: int = 8):
-        """recipe: what to train; its steps are re-fitted to `minutes` of this machine's time.
+        """recipe: what to train, for `minutes` of this machine's time (vqa.training.budget.fit_to_budget).
         threads: PyTorch threads of the child. max_steps: a cap on the joint steps (tests use a handful).
         evaluations: validations spread over the joint phase, each a point of the live accuracy curve."""
         self.recipe, self.out_dir, self.minutes = recipe, Path(out_dir), minutes

@@ -52,9 +52,27 @@ class TrainConfig:
     # Of the restyled pictures, the share drawn on an elongated page: only for a model that letterboxes its
     # pictures (config image_fit), since squashed, their circles would be ellipses.
     elongated_share: float = 0.0
+    # A time budget in minutes: the joint phase ends when it is spent (`steps` is then a ceiling) and its
+    # learning-rate schedule and validations follow the clock, so a run fills its minutes on any machine.
+    minutes: float | None = None
+    # A pretrained vision tower to start from (vqa.training.vision_tower; a folder relative to weights/).
+    vision_init: str | None = None
     model: dict = field(default_factory=dict)  # ShapesVLPConfig overrides of the architecture
     domain_calibration: dict = field(default_factory=dict)  # vqa.domain.calibrate's scene counts (default: its own)
 
+
+# A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
+# the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
+# bench/sweep_presets.py: bench/results/quick_preset_history.md; the augmentations: bench/results/augmentation_ab.md.
+# The pretrained text encoder made each step slower and the learning faster: 320 joint steps instead of 380.
+QUICK_FROM_SCRATCH = TrainConfig(
+    preset="quick-scratch", steps=320, vision_warmup_steps=250, questions_per_image=8, warmup_steps=30, curriculum_steps=40,
+    reworded_share=0.5, restyled_share=0.5,
+    learning_rate=1.5e-3, min_learning_rate=5e-4, eval_every=80, eval_scenes=40,
+    loss_weights={"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.0, "itm": 0.0, "patch": 0.5, "grounding": 1.0},
+    cls_grounding_families=("exist", "not_exist", "count"),
+    model={"image_size": 64, "text_layers": 3, "fusion_layer": 0},
+)
 
 PRESETS = {
     # Sized to train in at most 60 minutes on 2 CPU cores (the shipped weights' time is in their model card); a
@@ -66,18 +84,11 @@ PRESETS = {
     # time per step and learns in fewer steps: 1350 joint steps instead of 1650 (the model card has the curve).
     "full": TrainConfig(preset="full", steps=1350, reworded_share=0.5, restyled_share=0.5, elongated_share=0.5,
                         cls_grounding_families=SINGLE_REFERENT_FAMILIES, cls_grounding_every_layer=True),
-    # A classroom run in under 10 minutes on 2 CPU cores: a smaller model, no ITM / ITC, more questions per image, and
-    # the [CLS] aligned to what existence and counting questions name. What each change bought, measured with
-    # bench/sweep_presets.py: bench/results/quick_preset_history.md; the augmentations: bench/results/augmentation_ab.md.
-    # The pretrained text encoder made each step slower and the learning faster: 320 joint steps instead of 380.
-    "quick": TrainConfig(
-        preset="quick", steps=320, vision_warmup_steps=250, questions_per_image=8, warmup_steps=30, curriculum_steps=40,
-        reworded_share=0.5, restyled_share=0.5,
-        learning_rate=1.5e-3, min_learning_rate=5e-4, eval_every=80, eval_scenes=40,
-        loss_weights={"classifier": 1.0, "generative": 1.0, "caption": 0.5, "itc": 0.0, "itm": 0.0, "patch": 0.5, "grounding": 1.0},
-        cls_grounding_families=("exist", "not_exist", "count"),
-        model={"image_size": 64, "text_layers": 3, "fusion_layer": 0},
-    ),
+    # The classroom recipe starting from a pretrained vision tower (vqa.training.vision_tower, made with
+    # `python -m vqa pretrain-vision --preset quick`): no perception phase, so its minutes go to fusion and answers.
+    "quick": replace(QUICK_FROM_SCRATCH, preset="quick", vision_init="vision/quick", vision_warmup_steps=0),
+    # The same recipe learning to see by itself, in a perception phase: what the zoo's members do.
+    "quick-scratch": QUICK_FROM_SCRATCH,
     # A few steps on a tiny model: for tests of the training loop itself.
     "smoke": TrainConfig(
         preset="smoke", steps=3, vision_warmup_steps=2, images_per_step=4, questions_per_image=2, itm_images=4, warmup_steps=1, curriculum_steps=1, eval_every=3, eval_scenes=3,

@@ -40,7 +40,7 @@ def answer_counts(model: ShapesVLPForVQA, processor: ShapesVLPProcessor, num_sce
             cls_maps = patch_attention_grids(cls_to_image, grid).mean((0, 2)).cpu()  # (Q, grid, grid)
             for x, cls_map in zip(ex.questions, cls_maps.numpy()):
                 if x.referent is not None and x.family in SINGLE_REFERENT_FAMILIES:
-                    counts["pointed"] += peak_inside(cls_map, ex.scene.objects[x.referent].box)
+                    counts["pointed"] += peak_inside(cls_map, ex.scene.page_box(x.referent))
                     counts["pointing_questions"] += 1
         predicted = [None] * len(ex.questions)
         if model.has_head("classifier"):

@@ -19,7 +19,7 @@ def member_recipe(name: str, base: str = "quick") -> TrainConfig:
     objectives, the zoo's sizes. Grounding is weighted as the quick preset weighs it; an architecture
     without a patch head has no perception phase."""
     spec = load_architecture(name)
-    recipe = preset(base)
+    recipe = preset("quick-scratch" if base == "quick" else base)  # each member learns to see by itself
     weights = dict(spec["objectives"])
     if "grounding" in weights and recipe.loss_weights:
         weights["grounding"] = recipe.loss_weights.get("grounding", weights["grounding"])

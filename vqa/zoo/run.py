@@ -90,7 +90,8 @@ def measure_member(name: str, folder: Path, eval_scenes: int) -> dict:
     result = {
         "stands_for": spec["stands_for"], "fusion": config.fusion, "fusion_layer": config.fusion_layer if config.fusion in ("cross_attention", "merged", "co_attention") else None,
         "heads": config.heads, "objectives": training["loss_weights"], "parameters": backbone.num_parameters,
-        "train_minutes": training["train_minutes"], "perception_steps": training["vision_warmup_steps"], "joint_steps": training["steps"],
+        "train_minutes": training["train_minutes"], "perception_steps": training["vision_warmup_steps"],
+        "joint_steps": training.get("steps_done", training["total_steps"]) - training["vision_warmup_steps"],
         "best_head": head, "test_accuracy": accuracy, "answer_latency_ms": answer_latency_ms(backbone, head, 96),
         "test": report, "curve": validation_curve(folder),
     }
