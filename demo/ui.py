@@ -297,8 +297,10 @@ def build_demo(models: ModelManager | None = None, attention_state_ttl_s: float 
                                 train_button = gr.Button("Train", variant="primary", interactive=classroom.enabled, elem_id="train-button")
                                 stop_button = gr.Button("Stop", variant="stop", interactive=classroom.enabled, elem_id="stop-button")
                             _help(
-                                "The loss first falls while only the vision tower learns to see; it jumps when every objective joins in, "
-                                "then falls again. Validation accuracy is measured on pictures and questions it never trained on."
+                                "The quick recipe starts from a vision tower that has already learned to see, as real models start from a "
+                                "pretrained image model, so every objective trains from the first step. Learning to see from scratch, the "
+                                "loss first falls while only the vision tower trains, jumps when every objective joins in, then falls again. "
+                                "Validation accuracy is measured on pictures and questions it never trained on."
                             )
                             train_status = gr.Markdown(label="Training status", elem_id="train-status")
                             with gr.Row():

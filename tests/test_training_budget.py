@@ -47,6 +47,24 @@ def test_the_clock_moves_the_cosine_on_where_it_is_ahead_of_the_steps():
     assert lr_at(first_joint, recipe, time_spent=0.5) == pytest.approx(halfway, rel=0.02)
 
 
+def test_on_a_slow_machine_validations_wait_so_that_they_take_at_most_a_fifth_of_the_time():
+    """A live run asks for a validation every twelfth of its time; where one validation costs as much as a
+    twelfth (a slow machine), the next waits until four times its cost has gone to training."""
+    import time
+
+    from vqa.training.loop import VALIDATION_SHARE, JointClock
+
+    clock = JointClock(replace(preset("smoke"), steps=1200, eval_every=100, minutes=3), start=time.time())
+    clock.joint_start = time.time()
+    clock.time_spent = 0.09
+    assert clock.validation_due(joint_step=5)  # a twelfth of the time has passed
+    clock.validated_at, clock.validation_cost = 0.17, 0.08  # it took almost another twelfth
+    clock.time_spent = 0.25
+    assert not clock.validation_due(joint_step=9)  # three twelfths are due, but only 0.08 has gone to training
+    clock.time_spent = 0.17 + 0.08 * (1 - VALIDATION_SHARE) / VALIDATION_SHARE + 0.01
+    assert clock.validation_due(joint_step=20)
+
+
 def test_a_recipe_starts_from_a_saved_vision_tower(tmp_path):
     trained = build_model(preset("smoke"))
     with torch.no_grad():

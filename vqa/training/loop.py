@@ -41,6 +41,9 @@ from vqa.training.vision_tower import load_vision_tower, tower_folder
 
 # Share of a time budget (TrainConfig.minutes) kept for the last validation, saving and the domain calibration.
 OVERHEAD_SHARE = 0.15
+# Under a time budget, validations take at most this share of the joint phase's time: a slow machine, where a
+# validation costs many steps, validates less often than eval_every asks.
+VALIDATION_SHARE = 0.2
 
 
 def build_model(train_config: TrainConfig) -> ShapesVLPForVQA:
@@ -78,6 +81,8 @@ class JointClock:
         self.joint_start: float | None = None
         self.time_spent = 0.0  # share of the joint phase's time spent, at the last tick
         self.validations = 0
+        self.validated_at = 0.0  # time_spent when the last validation ended, and its cost in the same unit
+        self.validation_cost = 0.0
 
     def tick(self) -> None:
         """Read the clock after a joint step (under a time budget only)."""
@@ -94,10 +99,17 @@ class JointClock:
 
     def validation_due(self, joint_step: int) -> bool:
         due = int(self.done(joint_step) * self.tc.steps / self.tc.eval_every + 1e-9)
-        if due > self.validations:
-            self.validations = due
-            return True
-        return False
+        training_since = self.time_spent - self.validated_at
+        if due <= self.validations or training_since < self.validation_cost * (1 - VALIDATION_SHARE) / VALIDATION_SHARE:
+            return False
+        self.validations = due
+        return True
+
+    def validated(self) -> None:
+        """Note the end of a validation, and what it cost, after reading the clock again."""
+        before = self.time_spent
+        self.tick()
+        self.validated_at, self.validation_cost = self.time_spent, self.time_spent - before
 
     def out_of_time(self) -> bool:
         return self.time_spent >= 1.0
@@ -198,6 +210,8 @@ def train(train_config: TrainConfig, out_dir: str | Path, save_dtype: torch.dtyp
                 sum_across_processes=lambda counts: accelerator.reduce(counts, reduction="sum"),
                 shard=accelerator.process_index, num_shards=accelerator.num_processes,
             )
+            if is_eval:
+                clock.validated()
         if (perception_done or is_eval) and accelerator.is_main_process:
             record = {"step": step + 1, "phase": "perception" if perceiving else "joint", "minutes": round((time.time() - start) / 60, 2), "lr": learning_rate, **{f"loss_{k}": round(v, 4) for k, v in running.items()}, **metrics}
             log_file.write(json.dumps(record) + "\n")
