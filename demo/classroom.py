@@ -17,6 +17,7 @@ import pandas as pd
 import vqa
 from vqa.settings import TRAIN_MINUTES
 from vqa.training import TrainConfig, preset
+from vqa.training.recipes import scratch_preset
 from vqa.training.live import LiveTraining
 from vqa.zoo import MEMBERS, member_recipe
 
@@ -68,7 +69,7 @@ class ClassroomTraining:
         if choice == QUICK_RECIPE:
             recipe = preset(self.base)
         elif choice == QUICK_SCRATCH_RECIPE:
-            recipe = preset(f"{self.base}-scratch" if self.base == "quick" else self.base)
+            recipe = scratch_preset(self.base)
         elif choice in MEMBERS:
             recipe = member_recipe(choice, self.base)
         else:

@@ -11,11 +11,11 @@ import time
 def _train(args) -> int:
     from vqa.training import preset, train
 
+    from vqa.training.recipes import scratch_preset
+
     overrides = dict(steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step, minutes=args.minutes)
-    config = preset(args.preset, **overrides)
-    if args.architecture and config.vision_init:
-        # the pretrained tower was made for the preset's own architecture: another one learns to see by itself
-        config = preset(f"{args.preset}-scratch", **overrides)
+    # a pretrained tower was made for the preset's own architecture: another one learns to see by itself
+    config = scratch_preset(args.preset, **overrides) if args.architecture else preset(args.preset, **overrides)
     if args.architecture:
         from dataclasses import replace
 

@@ -105,6 +105,12 @@ def preset(name: str, **overrides) -> TrainConfig:
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
+def scratch_preset(name: str, **overrides) -> TrainConfig:
+    """Preset `name` as it learns to see by itself: its "-scratch" twin where it starts from a pretrained vision
+    tower (made for its own architecture and sizes), else the preset itself."""
+    return preset(f"{name}-scratch" if f"{name}-scratch" in PRESETS else name, **overrides)
+
+
 def loss_weights(train_config: TrainConfig) -> dict[str, float]:
     """The recipe's objective weights, or its architecture's when the recipe sets none."""
     if train_config.loss_weights is not None:

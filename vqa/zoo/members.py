@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vqa.model import load_architecture
-from vqa.training import TrainConfig, preset
+from vqa.training import TrainConfig
+from vqa.training.recipes import scratch_preset
 
 MEMBERS = ("med-early", "med-mid", "med-late", "single-stream", "dual-stream", "dual-encoder", "encoder-decoder", "mlim")
 # Small enough that eight members and the shipped model stay within weights/'s 60 MB (fp16).
@@ -19,7 +20,7 @@ def member_recipe(name: str, base: str = "quick") -> TrainConfig:
     objectives, the zoo's sizes. Grounding is weighted as the quick preset weighs it; an architecture
     without a patch head has no perception phase."""
     spec = load_architecture(name)
-    recipe = preset("quick-scratch" if base == "quick" else base)  # each member learns to see by itself
+    recipe = scratch_preset(base)  # each member learns to see by itself
     weights = dict(spec["objectives"])
     if "grounding" in weights and recipe.loss_weights:
         weights["grounding"] = recipe.loss_weights.get("grounding", weights["grounding"])
