@@ -16,8 +16,7 @@ import pandas as pd
 
 import vqa
 from vqa.settings import TRAIN_MINUTES
-from vqa.training import TrainConfig, preset
-from vqa.training.recipes import scratch_preset
+from vqa.training import TrainConfig, preset, scratch_preset
 from vqa.training.live import LiveTraining
 from vqa.zoo import MEMBERS, member_recipe
 

@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the network
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # The suite runs on two workers (pyproject's `-n 2`): one thread each, and for the servers and commands they
-    # start, keeps two workers from fighting over two cores.
+    # The suite runs on two workers (pyproject's `-n 2`): one thread for each worker and for each server or command
+    # it starts, so that two workers do not fight over two cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent

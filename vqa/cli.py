@@ -9,9 +9,7 @@ import time
 
 
 def _train(args) -> int:
-    from vqa.training import preset, train
-
-    from vqa.training.recipes import scratch_preset
+    from vqa.training import preset, scratch_preset, train
 
     overrides = dict(steps=args.steps, seed=args.seed, learning_rate=args.lr, images_per_step=args.images_per_step, minutes=args.minutes)
     # a pretrained tower was made for the preset's own architecture: another one learns to see by itself

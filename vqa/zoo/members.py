@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from vqa.model import load_architecture
-from vqa.training import TrainConfig
-from vqa.training.recipes import scratch_preset
+from vqa.training import TrainConfig, scratch_preset
 
 MEMBERS = ("med-early", "med-mid", "med-late", "single-stream", "dual-stream", "dual-encoder", "encoder-decoder", "mlim")
 # Small enough that eight members and the shipped model stay within weights/'s 60 MB (fp16).
