@@ -208,3 +208,23 @@ def test_the_traced_fast_path_gives_the_eager_answers(name, folders):
             eager = model(input_ids=q["input_ids"], attention_mask=q["attention_mask"], image_embeds=image_embeds)
         torch.testing.assert_close(traced_logits, eager.answer_logits, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(traced_states, eager.text_states, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["encoder-decoder", "med-mid"])
+def test_a_written_answer_does_not_depend_on_the_padding_of_its_batch(name, inputs):
+    """The decoder's next-token scores after a short question are the same asked alone (as the app asks it)
+    or padded among longer ones (as training and validation batch them): the encoder-decoder writes after the
+    question's padding, and the positions of what it writes count only the real tokens before them."""
+    pixels, ids, mask, image_index = inputs
+    model = tiny(name)
+    with torch.no_grad():
+        image_embeds, _ = model.encode_image(pixels)
+
+        def next_token_scores(question_ids, question_mask, rows):
+            out = model(input_ids=question_ids, attention_mask=question_mask, image_embeds=image_embeds, image_index=rows)
+            prompt = model.answer_decoder_inputs(question_ids, question_mask, out.text_states, out.image_states)
+            return model.text_decoder(**prompt).logits[:, -1]  # (B, vocab): what it would write first
+
+        batched = next_token_scores(ids, mask, image_index)[2]  # the short question, padded to its batch's longest
+        alone = next_token_scores(ids[2:, :4], mask[2:, :4], image_index[2:])[0]
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)

@@ -21,7 +21,8 @@ CASES = [
     ("classifier", "med-mid"), ("generative", "med-mid"), ("generative", "encoder-decoder"), ("caption", "encoder-decoder"),
     ("prefix_lm", "encoder-decoder"), ("itc", "dual-encoder"), ("itm", "med-mid"), ("itm", "single-stream"),
     ("mlm", "single-stream"), ("mlm", "mlim"), ("mvm", "dual-stream"), ("patch", "med-mid"),
-    ("grounding", "med-mid"), ("grounding", "single-stream"), ("grounding", "dual-stream"), ("recon", "mlim"),
+    ("grounding", "med-mid"), ("grounding", "single-stream"), ("grounding", "dual-stream"),
+    ("grounding", "encoder-decoder"), ("recon", "mlim"),
 ]
 
 
@@ -65,7 +66,7 @@ def test_each_objective_lowers_its_loss_when_over_fitting_a_tiny_batch(objective
 @pytest.mark.parametrize("objective,architecture,message", [
     ("mlm", "shapes-vlp", "needs the mlm head"),
     ("classifier", "dual-encoder", "needs the classifier head"),
-    ("grounding", "encoder-decoder", "states that have met"),
+    ("grounding", "dual-encoder", "words that attend to the image"),
     ("telepathy", "shapes-vlp", "unknown objectives"),
 ])
 def test_an_objective_the_architecture_cannot_train_is_refused(objective, architecture, message):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vqa.training import lr_at, preset, train
 from vqa.training.loop import build_model
@@ -93,6 +94,20 @@ def test_a_tower_of_another_config_is_refused_with_what_differs(tmp_path):
         load_vision_tower(other, tmp_path / "missing")
 
 
+def test_a_model_that_masks_patches_starts_from_a_tower_without_a_mask_embedding(tmp_path):
+    """The dual stream hides patches (MVM) with a mask embedding that the perception phase never trains: it takes
+    the tower and starts that embedding fresh, and a tower saved from it holds no mask embedding either."""
+    smoke = preset("smoke")
+    trained = build_model(smoke)
+    save_vision_tower(trained, tmp_path / "tower")
+    masking = build_model(replace(smoke, model={**smoke.model, "image_mask_token": True}, vision_init=str(tmp_path / "tower")))
+    torch.testing.assert_close(masking.get_parameter("patch_head.weight"), trained.get_parameter("patch_head.weight").half().float())
+    assert masking.vision_model.mask_token is not None
+    save_vision_tower(masking, tmp_path / "from_masking")
+    assert "vision_model.mask_token" not in load_file(str(tmp_path / "from_masking" / "vision_tower.safetensors"))
+    load_vision_tower(build_model(smoke), tmp_path / "from_masking")  # and a model without one takes it back
+
+
 def test_pretrain_vision_saves_a_tower_that_training_starts_from(tmp_path):
     out = tmp_path / "tower"
     run = subprocess.run([sys.executable, "-m", "vqa", "pretrain-vision", "--preset", "smoke", "--steps", "3", "--out", str(out), "--no-progress"],
@@ -105,12 +120,11 @@ def test_pretrain_vision_saves_a_tower_that_training_starts_from(tmp_path):
     assert summary["ended_by"] == "steps"
 
 
-def test_the_quick_recipe_starts_from_the_shipped_tower_and_the_others_learn_to_see():
+def test_the_quick_recipe_starts_from_the_shipped_tower_and_its_scratch_form_learns_to_see():
     """The classroom's quick recipe builds from weights/vision/quick (a config that drifted from the tower's
-    is refused, so this fails when they part); its from-scratch form and the zoo's members keep a perception phase."""
+    is refused, so this fails when they part); its from-scratch form keeps a perception phase."""
     from demo.classroom import QUICK_RECIPE, QUICK_SCRATCH_RECIPE, ClassroomTraining
     from vqa.training.vision_tower import tower_folder
-    from vqa.zoo import MEMBERS, member_recipe
 
     quick = preset("quick")
     assert quick.vision_warmup_steps == 0 and quick.vision_init
@@ -120,5 +134,24 @@ def test_the_quick_recipe_starts_from_the_shipped_tower_and_the_others_learn_to_
     assert classroom.recipe(QUICK_RECIPE).vision_init == quick.vision_init
     scratch = classroom.recipe(QUICK_SCRATCH_RECIPE)
     assert scratch.vision_init is None and scratch.vision_warmup_steps > 0
+
+
+def test_zoo_members_with_a_vit_tower_start_from_the_shipped_zoo_tower():
+    """Every member with the zoo's ViT tower builds from weights/vision/zoo, the dual stream's patch mask
+    embedding included (it is not part of a tower), with no perception phase; MLIM's CNN embedder has no tower
+    and learns to see by itself; on the tests' tiny base no member uses a tower made for other sizes."""
+    from vqa.training.vision_tower import tower_folder
+    from vqa.zoo import MEMBERS, member_recipe
+    from vqa.zoo.members import ZOO_TOWER
+
     for name in MEMBERS:
-        assert member_recipe(name).vision_init is None
+        recipe = member_recipe(name)
+        if name == "mlim":
+            assert recipe.vision_init is None
+            continue
+        assert recipe.vision_init == ZOO_TOWER and recipe.vision_warmup_steps == 0, name
+        model = build_model(recipe)  # refuses a tower of another config
+        tower = load_file(str(tower_folder(ZOO_TOWER) / "vision_tower.safetensors"))
+        torch.testing.assert_close(model.get_parameter("patch_head.weight"), tower["patch_head.weight"].float())
+        assert member_recipe(name, base="smoke").vision_init is None
+        assert member_recipe(name, pretrained_tower=False).vision_warmup_steps > 0

@@ -125,6 +125,23 @@ def test_cls_grounding_points_an_existence_question_at_what_it_names():
     assert regions["colour"][1] == set()
 
 
+def test_an_encoder_decoder_aligns_its_question_words_but_never_its_cls():
+    """In a causal decoder [CLS] comes before the question and cannot know what is asked: even with
+    `cls_grounding_families` it gets no target, while the words of the question's phrase keep theirs."""
+    from vqa.data.splits import make_example
+    from vqa.training import preset
+
+    # the smoke sizes, the encoder-decoder's own layers
+    sizes = {k: v for k, v in preset("smoke").model.items() if k not in ("vision_layers", "text_layers", "fusion_layer", "decoder_layers")}
+    config, model, processor, batches = _smoke_batches(architecture="encoder-decoder", model=sizes, cls_grounding_families=("exist", "count"))
+    assert model.config.fusion == "decoder"
+    question = next(q for i in range(30) for q in make_example("train", i, image_size=model.config.image_size).questions
+                    if q.family == "exist" and q.answer == "yes")
+    regions = batches.question_token_regions([question.text], [question])[0]  # (T, 1 + MAX_OBJECTS)
+    assert not regions[0].any()
+    assert {tuple(r.nonzero().flatten().tolist()) for r in regions[1:] if r.any()} == {tuple(sorted(i + 1 for i in question.phrase_objects))}
+
+
 def test_objectives_weighted_zero_are_not_computed():
     """The quick preset drops ITM and ITC: a zero weight skips them (no ITM loss, no gradient to the ITM head)."""
     from vqa.training import compute_losses, loss_weights, preset

@@ -45,7 +45,13 @@ def _pretrain_vision(args) -> int:
     from vqa.training import preset, train
     from vqa.training.vision_tower import save_vision_tower
 
-    recipe = replace(preset(args.preset, seed=args.seed), steps=0, vision_warmup_steps=args.steps, vision_init=None)
+    if args.preset == "zoo":  # the tower the zoo's members share
+        from vqa.zoo.members import tower_recipe
+
+        base = tower_recipe() if args.seed is None else replace(tower_recipe(), seed=args.seed)
+    else:
+        base = preset(args.preset, seed=args.seed)
+    recipe = replace(base, steps=0, vision_warmup_steps=args.steps, vision_init=None)
     with tempfile.TemporaryDirectory() as folder:
         summary = train(recipe, folder, save_dtype=torch.float32, progress=not args.no_progress)
         record = json.loads((Path(folder) / "train_log.jsonl").read_text().splitlines()[-1])
@@ -233,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train)
 
     p = sub.add_parser("pretrain-vision", help="train a preset's vision tower alone (its perception phase) and save it for recipes to start from")
-    p.add_argument("--preset", default="quick", choices=["full", "quick", "smoke"], help="the preset whose model sizes and perception objective are used (default: %(default)s)")
+    p.add_argument("--preset", default="quick", choices=["full", "quick", "smoke", "zoo"],
+                   help="the preset whose model sizes and perception objective are used; zoo: the tower the zoo's members share (default: %(default)s)")
     p.add_argument("--steps", type=int, default=1000, help="perception steps (default: %(default)s)")
     p.add_argument("--seed", type=int, help="override the preset's seed")
     p.add_argument("--out", required=True, help="output folder, e.g. weights/vision/quick")

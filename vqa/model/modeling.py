@@ -98,7 +98,10 @@ class ShapesVLPTextDecoder(ShapesVLPPreTrainedModel, GenerationMixin):
             input_ids = input_ids[:, -self.config.max_text_length :]
             attention_mask = attention_mask[:, -self.config.max_text_length :] if attention_mask is not None else None
         # prefix_length: the first tokens see each other both ways (PrefixLM), the rest only what came before
-        x = self.embeddings(input_ids)  # (B, T, H)
+        # each token's position counts the real tokens before it: the encoder-decoder writes its answer after the
+        # question's padding, and the answer's positions then do not depend on how long the batch's longest question is
+        position_ids = None if attention_mask is None else (attention_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+        x = self.embeddings(input_ids, position_ids)  # (B, T, H)
         pair_mask = None
         if prefix_length:
             T = input_ids.shape[1]

@@ -14,10 +14,11 @@ class TextEmbeddings(nn.Module):
         self.words = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.positions = nn.Embedding(config.max_text_length, config.hidden_size)
 
-    def forward(self, input_ids):
-        # input_ids: (B, T) -> (B, T, H)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        return self.words(input_ids) + self.positions(positions)[None]
+    def forward(self, input_ids, position_ids=None):
+        # input_ids: (B, T) -> (B, T, H); position_ids: (B, T), or None for 0 .. T-1 in every row
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]  # (1, T)
+        return self.words(input_ids) + self.positions(position_ids)
 
 
 def text_tower_embeddings(config: ShapesVLPConfig) -> nn.Module:

@@ -57,16 +57,22 @@ class Objective:
     name: str
     loss: Callable[["Step"], torch.Tensor]
     needs: tuple[str, ...]  # the model heads it trains
-    needs_fusion: bool  # whether it reads text and image states that have met
+    fusions: tuple[str, ...] | None  # the fusion kinds whose passes it reads; None: any
+    fusion_need: str  # what those fusion kinds have, for the refusal's message
 
 
 OBJECTIVES: dict[str, Objective] = {}
 
 
-def objective(name: str, needs: tuple[str, ...] = (), needs_fusion: bool = False):
+# Fusion kinds whose text and image states have met in an encoder (the decoder's meet only in its own pass).
+FUSED = ("cross_attention", "merged", "co_attention")
+FUSED_NEED = "text and image states that have met"
+
+
+def objective(name: str, needs: tuple[str, ...] = (), fusions: tuple[str, ...] | None = None, fusion_need: str = FUSED_NEED):
     """Register a loss function under the weight key `name`."""
     def register(loss: Callable[["Step"], torch.Tensor]):
-        OBJECTIVES[name] = Objective(name, loss, needs, needs_fusion)
+        OBJECTIVES[name] = Objective(name, loss, needs, fusions, fusion_need)
         return loss
     return register
 
@@ -86,8 +92,8 @@ def check_objectives(model: ShapesVLPForVQA, weights: dict[str, float], masking_
         missing = [head for head in spec.needs if not model.has_head(head)]
         if missing:
             raise ValueError(f"objective {name!r} needs the {', '.join(missing)} head, which architecture {config.architecture or config.fusion!r} does not have")
-        if spec.needs_fusion and config.fusion not in ("cross_attention", "merged", "co_attention"):
-            raise ValueError(f"objective {name!r} needs text and image states that have met; fusion {config.fusion!r} has none")
+        if spec.fusions is not None and config.fusion not in spec.fusions:
+            raise ValueError(f"objective {name!r} needs {spec.fusion_need}; fusion {config.fusion!r} has none")
         if name in ("mvm", "recon") and not config.image_mask_token:
             raise ValueError(f"objective {name!r} hides patches: the model needs image_mask_token")
 
@@ -274,7 +280,7 @@ def itc_objective(step: Step) -> torch.Tensor:
     return (F.cross_entropy(similarity, targets) + F.cross_entropy(similarity.T, targets)) / 2
 
 
-@objective("itm", needs=("itm",), needs_fusion=True)
+@objective("itm", needs=("itm",), fusions=FUSED)
 def itm_objective(step: Step) -> torch.Tensor:
     logits = step.matching.itm_logits  # (2n, 2)
     n = step.pair_count
@@ -282,7 +288,7 @@ def itm_objective(step: Step) -> torch.Tensor:
     return F.cross_entropy(logits, targets)
 
 
-@objective("mlm", needs=("mlm",), needs_fusion=True)
+@objective("mlm", needs=("mlm",), fusions=FUSED)
 def mlm_objective(step: Step) -> torch.Tensor:
     masked = step.words_hidden
     logits = step.model.mlm_logits(masked["out"].text_states)  # (B_img, T, vocab)
@@ -292,7 +298,7 @@ def mlm_objective(step: Step) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-@objective("mvm", needs=("patch",), needs_fusion=True)
+@objective("mvm", needs=("patch",), fusions=FUSED)
 def mvm_objective(step: Step) -> torch.Tensor:
     masked = step.patches_hidden
     hidden = masked["hidden_patches"]
@@ -316,9 +322,11 @@ def patch_objective(step: Step) -> torch.Tensor:
     return patch_loss(step.model, step.image_embeds, step.batch["patch_labels"], step.tc.patch_object_weight)
 
 
-@objective("grounding", needs_fusion=True)
+@objective("grounding", fusions=FUSED + ("decoder",), fusion_need="words that attend to the image")
 def grounding_objective(step: Step) -> torch.Tensor:
-    """The phrase a question names its objects by, and (when ITM trains) the object phrases of the matching captions."""
+    """The phrase a question names its objects by, and (when ITM trains) the object phrases of the matching captions.
+    An encoder-decoder's words attend to the image from its decoder, where the question is read causally: the words
+    of a phrase have read the phrase by its last word, and the answer, written after the question, reads them."""
     owners = step.batch["patch_labels"]["owner"]  # (B_img, N)
     question_owners = owners[step.batch["image_index"]]  # (B_q, N)
     losses = [grounding_loss(step.questions.text_to_image[0], step.batch["question_token_regions"], question_owners)]

@@ -102,6 +102,8 @@ class BatchMaker:
         `question_phrase_regions`), and [CLS] too for the families in `cls_grounding_families`: the object
         a question about one object is about, else the objects its phrase names."""
         regions = self.question_phrase_regions(texts, asked)
+        if self.processor.config.fusion == "decoder":
+            return regions  # a causal decoder's [CLS] comes before the question: it cannot know what is asked
         for b, question in enumerate(asked):
             if question.family not in self.tc.cls_grounding_families:
                 continue

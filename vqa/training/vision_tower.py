@@ -21,13 +21,16 @@ from vqa.loading import DEFAULT_MODEL_DIR
 TOWER_FILE = "vision_tower.safetensors"
 INFO_FILE = "vision_tower.json"
 WEIGHTS_DIR = DEFAULT_MODEL_DIR.parent
-# The parameters a tower is made of: the image encoder and the patch-attribute head trained with it.
+# The parameters a tower is made of: the image encoder and the patch-attribute head trained with it. The image
+# mask embedding is not one of them: the perception phase never hides a patch, so a model that masks patches
+# (MVM) starts its mask embedding fresh on top of any tower.
 TOWER_PREFIXES = ("vision_model.", "patch_head.")
+NOT_TOWER = ("vision_model.mask_token",)
 # The config fields that shape those parameters or what their inputs mean: a model starts from a tower only
 # where every one of them agrees.
 TOWER_FIELDS = (
     "hidden_size", "num_attention_heads", "intermediate_size", "vision_layers", "image_size", "patch_size", "num_channels",
-    "image_embedder", "image_fit", "image_mean", "image_std", "image_mask_token", "patch_attributes", "layer_norm_eps",
+    "image_embedder", "image_fit", "image_mean", "image_std", "patch_attributes", "layer_norm_eps",
 )
 
 
@@ -38,7 +41,7 @@ def tower_folder(name: str | Path) -> Path:
 
 
 def tower_state(model) -> dict[str, torch.Tensor]:
-    return {name: tensor for name, tensor in model.state_dict().items() if name.startswith(TOWER_PREFIXES)}
+    return {name: tensor for name, tensor in model.state_dict().items() if name.startswith(TOWER_PREFIXES) and name not in NOT_TOWER}
 
 
 def save_vision_tower(model, folder: str | Path, info: dict | None = None, dtype: torch.dtype = torch.float16) -> Path:

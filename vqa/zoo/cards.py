@@ -22,13 +22,16 @@ def write_member_card(folder: Path, name: str, member: dict) -> None:
         f"# {name}", "",
         f"Stands for **{spec['stands_for']}**. {spec['description']}", "",
         f"Part of the architecture zoo (`weights/zoo/README.md`): every member is trained on the same generated data "
-        f"with the same schedule, sizes and CPU budget. Architecture file: `vqa/model/architectures/{name}.json`.", "",
+        f"with the same schedule, sizes and CPU budget, and every member with a ViT image encoder starts from the same "
+        f"pretrained vision tower. Architecture file: `vqa/model/architectures/{name}.json`.", "",
         "| | |", "|---|---|",
         f"| fusion | `{member['fusion']}`" + (f", from layer {member['fusion_layer']}" if member["fusion_layer"] is not None else "") + " |",
         f"| heads | {', '.join(member['heads'])} |",
         f"| objectives (loss weights) | {', '.join(f'{k} {v}' for k, v in member['objectives'].items() if v)} |",
         f"| parameters | {member['parameters'] / 1e6:.2f} million (stored in fp16) |",
         f"| training | {member['perception_steps']} perception + {member['joint_steps']} joint steps, {member['train_minutes']} minutes on 2 CPU cores, seed {recipe.get('seed', 0)} |",
+        "| vision tower | " + (f"started from the zoo's pretrained tower (`weights/{recipe['vision_init']}`)" if recipe.get("vision_init")
+                             else "learned in this member's own training") + " |",
         f"| best head | {member['best_head']} |",
         "", "## Measured", "",
         f"`python -m vqa evaluate --model weights/zoo/{name} --split test --num-scenes {test.get('scenes')}` "
@@ -62,7 +65,9 @@ def write_zoo_readme_table(results: dict, out_dir: Path) -> None:
     """results.md: one row per member, from results.json."""
     lines = [
         f"Each member trained for at most {results['minutes_per_member']} minutes on 2 CPU cores; test split "
-        f"({results['eval_scenes']} scenes) and compositional split. Written by `python -m vqa zoo` from `results.json`.", "",
+        f"({results['eval_scenes']} scenes) and compositional split. Written by `python -m vqa zoo` from `results.json`. "
+        "A member with 0 perception steps started from the zoo's pretrained vision tower (`weights/vision/zoo`), "
+        "or has no patch head to learn to see with.", "",
         "| member | stands for | best head | test | compositional | pointing | parameters | latency p50 | minutes | steps |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
