@@ -144,6 +144,7 @@ def test_zoo_members_with_a_vit_tower_start_from_the_shipped_zoo_tower():
     from vqa.zoo import MEMBERS, member_recipe
     from vqa.zoo.members import ZOO_TOWER
 
+    tower = load_file(str(tower_folder(ZOO_TOWER) / "vision_tower.safetensors"))
     for name in MEMBERS:
         recipe = member_recipe(name)
         if name == "mlim":
@@ -151,7 +152,6 @@ def test_zoo_members_with_a_vit_tower_start_from_the_shipped_zoo_tower():
             continue
         assert recipe.vision_init == ZOO_TOWER and recipe.vision_warmup_steps == 0, name
         model = build_model(recipe)  # refuses a tower of another config
-        tower = load_file(str(tower_folder(ZOO_TOWER) / "vision_tower.safetensors"))
         torch.testing.assert_close(model.get_parameter("patch_head.weight"), tower["patch_head.weight"].float())
         assert member_recipe(name, base="smoke").vision_init is None
         assert member_recipe(name, pretrained_tower=False).vision_warmup_steps > 0
